@@ -1,0 +1,114 @@
+"""Hyperparameters that are a float or follow a schedule over training.
+
+A scheduled hyperparameter lives in a float32 `keras.Variable` owned by a Keras
+`Layer`, so the variable belongs to the model's state: on JAX the jitted train
+step only sees the model's tracked variables, and a variable nobody tracks
+would be frozen at its first value. The `RegularizationScheduler` callback
+evaluates the schedules on the host and writes the variables between steps.
+"""
+
+import warnings
+
+from keras_regx import schedules as schedules_lib
+
+# Keras builds models by running them on symbolic tensors first (symbolic
+# scope); JAX's compiled steps read variables through a stateless scope.
+try:
+    from keras.src.backend.common.stateless_scope import in_stateless_scope
+    from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+except ImportError:  # pragma: no cover - a future Keras without them
+
+    def in_stateless_scope():
+        return False
+
+    def in_symbolic_scope():
+        return False
+
+
+class ScheduledHyperparameters:
+    """Mixin for `keras.layers.Layer` subclasses with schedulable arguments."""
+
+    def _init_scheduled(self):
+        self._scheduled = {}  # argument name -> (schedule, variable)
+        self._current = {}  # argument name -> last value written (host float)
+        self._scheduler_attached = False
+        self._warned_unscheduled = False
+
+    def _hyperparameter(self, name, value, **checks):
+        """Validates `value`; returns the float, or the variable for a schedule."""
+        value = schedules_lib.check_schedulable(name, value, **checks)
+        if not schedules_lib.is_schedule(value):
+            return value
+        initial = schedules_lib.value_at(value, 0)
+        variable = self.add_weight(
+            shape=(),
+            dtype="float32",
+            initializer=_constant(initial),
+            trainable=False,
+            name=name,
+        )
+        self._scheduled[name] = (value, variable)
+        self._current[name] = initial
+        return variable
+
+    def _hyperparameter_config(self, name, value):
+        """The config entry of a hyperparameter: the float or the schedule."""
+        if name in self._scheduled:
+            import keras
+
+            return keras.saving.serialize_keras_object(self._scheduled[name][0])
+        return value
+
+    @property
+    def scheduled_hyperparameters(self):
+        """Names of the arguments that follow a schedule."""
+        return tuple(self._scheduled)
+
+    def scheduled_values(self):
+        """The current values of the scheduled arguments, keyed `name/arg`."""
+        return {f"{self.name}/{arg}": v for arg, v in self._current.items()}
+
+    def _values_at(self, step):
+        """Evaluates the schedules at `step`; yields (variable, value) that changed."""
+        for arg, (schedule, variable) in self._scheduled.items():
+            value = schedules_lib.value_at(schedule, step)
+            if value != self._current[arg]:
+                self._current[arg] = value
+                yield variable, value
+
+    def _warn_if_unscheduled(self, x=None):
+        """Warns once when a training step uses schedules nobody drives.
+
+        Keras' training steps pass the weight variable itself to a regularizer
+        (JAX: its value inside a stateless scope); direct calls on arrays, as
+        when inspecting a penalty, do not warn.
+        """
+        import keras
+
+        in_training_step = (
+            x is None or isinstance(x, keras.Variable) or in_stateless_scope()
+        )
+        if (
+            in_training_step
+            and
+            self._scheduled
+            and not self._scheduler_attached
+            and not self._warned_unscheduled
+            and not in_symbolic_scope()
+        ):
+            self._warned_unscheduled = True
+            warnings.warn(
+                f"`{type(self).__name__}` '{self.name}' has scheduled "
+                f"{', '.join(repr(a) for a in self._scheduled)} but no "
+                "`keras_regx.callbacks.RegularizationScheduler` drives it, so "
+                f"they stay at their last values {self._current}. Pass "
+                "`callbacks=[keras_regx.callbacks.RegularizationScheduler()]` "
+                "to `fit()`.",
+                stacklevel=3,
+            )
+
+
+def _constant(value):
+    import keras
+
+    return keras.initializers.Constant(value)

@@ -1,0 +1,477 @@
+"""Step -> value schedules for regularization strengths and rates.
+
+Every schedule here is a `keras.optimizers.schedules.LearningRateSchedule`, so it
+also works as a learning-rate schedule and serializes like one. The formula of
+each schedule is written once, against an array namespace: `keras.ops` when the
+schedule is called inside a graph (`schedule(step)`), NumPy when the
+`RegularizationScheduler` callback evaluates it on the host
+(`schedule.value_at(step)`), which costs microseconds instead of a round trip
+through the backend.
+
+`step` counts optimizer updates already applied (0 on the first batch), the
+convention of Keras learning-rate schedules.
+"""
+
+import math
+import numbers
+
+import keras
+import numpy as np
+from keras import ops
+
+_PACKAGE = "keras_regx"
+_LRSchedule = keras.optimizers.schedules.LearningRateSchedule
+
+
+def _describe(value):
+    return f"{value!r} (of type {type(value).__name__})"
+
+
+def check_real(name, value, *, minimum=None, strict=False, maximum=None):
+    """Returns `value` as a float, or raises naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"Invalid value for argument `{name}`: expected a float. "
+            f"Received: {name}={_describe(value)}"
+        )
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected a finite float. "
+            f"Received: {name}={value!r}"
+        )
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        bound = f"> {minimum}" if strict else f">= {minimum}"
+        if maximum is not None:
+            bound += f" and < {maximum}"
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected a float {bound}. "
+            f"Received: {name}={value!r}"
+        )
+    if maximum is not None and value >= maximum:
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected a float >= "
+            f"{minimum} and < {maximum}. Received: {name}={value!r}"
+        )
+    return value
+
+
+def check_step(name, value, minimum=0):
+    """Returns `value` as an int >= `minimum`, or raises naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"Invalid value for argument `{name}`: expected an integer "
+            f"number of steps. Received: {name}={_describe(value)}"
+        )
+    if value < minimum:
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected an integer >= "
+            f"{minimum}. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def _check_window(begin_step, end_step):
+    begin_step = check_step("begin_step", begin_step)
+    end_step = check_step("end_step", end_step)
+    if end_step <= begin_step:
+        raise ValueError(
+            "Invalid value for argument `end_step`: expected an integer > "
+            f"begin_step={begin_step}. Received: end_step={end_step}"
+        )
+    return begin_step, end_step
+
+
+def _check_boundaries(boundaries):
+    if isinstance(boundaries, (str, bytes)) or not hasattr(boundaries, "__len__"):
+        raise TypeError(
+            "Invalid value for argument `boundaries`: expected a list of "
+            f"increasing integers. Received: boundaries={_describe(boundaries)}"
+        )
+    boundaries = [check_step("boundaries", b) for b in boundaries]
+    if any(b <= a for a, b in zip(boundaries, boundaries[1:])):
+        raise ValueError(
+            "Invalid value for argument `boundaries`: expected strictly "
+            f"increasing integers. Received: boundaries={boundaries}"
+        )
+    return boundaries
+
+
+class Schedule(_LRSchedule):
+    """Base class of keras_regx schedules.
+
+    Subclasses implement `_formula(step, xp)` with `step` a float scalar and
+    `xp` either `keras.ops` or `numpy`, using only functions both provide.
+    """
+
+    def __call__(self, step):
+        return self._formula(ops.cast(step, "float32"), ops)
+
+    def value_at(self, step):
+        """Returns the schedule's value at `step` as a Python float (host)."""
+        return float(self._formula(np.float64(step), np))
+
+    def _formula(self, step, xp):
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def value_at(schedule, step):
+    """Evaluates any schedule on the host: ours through NumPy, Keras' eagerly."""
+    if isinstance(schedule, Schedule):
+        return schedule.value_at(step)
+    return float(ops.convert_to_numpy(schedule(step)))
+
+
+def _ramp(step, begin_step, end_step, xp):
+    """Fraction of the window [begin_step, end_step] elapsed, clipped to [0, 1]."""
+    return xp.clip((step - begin_step) / (end_step - begin_step), 0.0, 1.0)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Constant(Schedule):
+    """A schedule that always returns `value`.
+
+    Args:
+        value: float >= 0.
+
+    Example:
+    ```python
+    >>> kr.schedules.Constant(0.1).value_at(1000)
+    0.1
+    ```
+    """
+
+    def __init__(self, value):
+        self.value = check_real("value", value, minimum=0.0)
+
+    def _formula(self, step, xp):
+        return xp.zeros_like(step) + self.value
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Linear(Schedule):
+    """Linear interpolation from `initial_value` to `final_value`.
+
+    `value = initial + (final - initial) * t` with
+    `t = clip((step - begin_step) / (end_step - begin_step), 0, 1)`: it holds
+    `initial_value` before `begin_step` and `final_value` after `end_step`.
+
+    Args:
+        initial_value: float >= 0, the value up to `begin_step`.
+        final_value: float >= 0, the value from `end_step` on.
+        begin_step: int >= 0, where the ramp starts.
+        end_step: int > begin_step, where the ramp ends.
+
+    Example:
+    ```python
+    >>> warmup = kr.schedules.Linear(0.0, 1e-3, begin_step=0, end_step=100)
+    >>> warmup.value_at(50)
+    0.0005
+    ```
+    """
+
+    def __init__(self, initial_value, final_value, begin_step=0, end_step=None):
+        self.initial_value = check_real("initial_value", initial_value, minimum=0.0)
+        self.final_value = check_real("final_value", final_value, minimum=0.0)
+        self.begin_step, self.end_step = _check_window(begin_step, end_step)
+
+    def _formula(self, step, xp):
+        t = _ramp(step, self.begin_step, self.end_step, xp)
+        return self.initial_value + (self.final_value - self.initial_value) * t
+
+    def get_config(self):
+        return {
+            "initial_value": self.initial_value,
+            "final_value": self.final_value,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Polynomial(Schedule):
+    """Polynomial transition from `initial_value` to `final_value`.
+
+    `value = final + (initial - final) * (1 - t) ** power` with `t` the clipped
+    fraction of the window as in `Linear` (the form of Keras' `PolynomialDecay`).
+    `power=1` is `Linear`.
+
+    Args:
+        initial_value: float >= 0, the value up to `begin_step`.
+        final_value: float >= 0, the value from `end_step` on.
+        begin_step: int >= 0.
+        end_step: int > begin_step.
+        power: float > 0, the exponent.
+
+    Example:
+    ```python
+    >>> s = kr.schedules.Polynomial(1.0, 0.0, begin_step=0, end_step=10, power=2.0)
+    >>> s.value_at(5)
+    0.25
+    ```
+    """
+
+    def __init__(
+        self, initial_value, final_value, begin_step=0, end_step=None, power=2.0
+    ):
+        self.initial_value = check_real("initial_value", initial_value, minimum=0.0)
+        self.final_value = check_real("final_value", final_value, minimum=0.0)
+        self.begin_step, self.end_step = _check_window(begin_step, end_step)
+        self.power = check_real("power", power, minimum=0.0, strict=True)
+
+    def _formula(self, step, xp):
+        t = _ramp(step, self.begin_step, self.end_step, xp)
+        delta = self.initial_value - self.final_value
+        return self.final_value + delta * xp.power(1.0 - t, self.power)
+
+    def get_config(self):
+        return {
+            "initial_value": self.initial_value,
+            "final_value": self.final_value,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+            "power": self.power,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Cosine(Schedule):
+    """Half-cosine transition from `initial_value` to `final_value`.
+
+    `value = final + (initial - final) * 0.5 * (1 + cos(pi * t))` with `t` the
+    clipped fraction of the window as in `Linear`. Works in both directions:
+    a cosine decay (`initial > final`) or a smooth warm-up (`initial < final`).
+
+    Args:
+        initial_value: float >= 0, the value up to `begin_step`.
+        final_value: float >= 0, the value from `end_step` on.
+        begin_step: int >= 0.
+        end_step: int > begin_step.
+
+    Example:
+    ```python
+    >>> kr.schedules.Cosine(1.0, 0.0, begin_step=0, end_step=100).value_at(50)
+    0.5
+    ```
+    """
+
+    def __init__(self, initial_value, final_value, begin_step=0, end_step=None):
+        self.initial_value = check_real("initial_value", initial_value, minimum=0.0)
+        self.final_value = check_real("final_value", final_value, minimum=0.0)
+        self.begin_step, self.end_step = _check_window(begin_step, end_step)
+
+    def _formula(self, step, xp):
+        t = _ramp(step, self.begin_step, self.end_step, xp)
+        delta = self.initial_value - self.final_value
+        return self.final_value + delta * 0.5 * (1.0 + xp.cos(math.pi * t))
+
+    def get_config(self):
+        return {
+            "initial_value": self.initial_value,
+            "final_value": self.final_value,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Exponential(Schedule):
+    """Exponential decay (or growth) that starts at `begin_step`.
+
+    `value = initial * decay_rate ** (max(step - begin_step, 0) / decay_steps)`,
+    with the exponent floored when `staircase=True` (Keras' `ExponentialDecay`,
+    delayed to `begin_step`).
+
+    Args:
+        initial_value: float >= 0.
+        decay_rate: float > 0; below 1 decays, above 1 grows.
+        decay_steps: int > 0, steps per factor of `decay_rate`.
+        begin_step: int >= 0, the value is held at `initial_value` before it.
+        staircase: bool, decay in discrete intervals.
+
+    Example:
+    ```python
+    >>> kr.schedules.Exponential(1.0, 0.5, decay_steps=10).value_at(20)
+    0.25
+    ```
+    """
+
+    def __init__(
+        self, initial_value, decay_rate, decay_steps, begin_step=0, staircase=False
+    ):
+        self.initial_value = check_real("initial_value", initial_value, minimum=0.0)
+        self.decay_rate = check_real("decay_rate", decay_rate, minimum=0.0, strict=True)
+        self.decay_steps = check_step("decay_steps", decay_steps, minimum=1)
+        self.begin_step = check_step("begin_step", begin_step)
+        if not isinstance(staircase, bool):
+            raise TypeError(
+                "Invalid value for argument `staircase`: expected a bool. "
+                f"Received: staircase={_describe(staircase)}"
+            )
+        self.staircase = staircase
+
+    def _formula(self, step, xp):
+        p = xp.maximum(step - self.begin_step, 0.0) / self.decay_steps
+        if self.staircase:
+            p = xp.floor(p)
+        return self.initial_value * xp.power(self.decay_rate, p)
+
+    def get_config(self):
+        return {
+            "initial_value": self.initial_value,
+            "decay_rate": self.decay_rate,
+            "decay_steps": self.decay_steps,
+            "begin_step": self.begin_step,
+            "staircase": self.staircase,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PiecewiseConstant(Schedule):
+    """Constant pieces between step boundaries, with Keras' convention.
+
+    `values[0]` while `step <= boundaries[0]`, `values[i]` while
+    `boundaries[i-1] < step <= boundaries[i]`, and `values[-1]` after the last
+    boundary (as `keras.optimizers.schedules.PiecewiseConstantDecay`).
+
+    Args:
+        boundaries: strictly increasing ints >= 0.
+        values: floats >= 0, one more than `boundaries`.
+
+    Example:
+    ```python
+    >>> s = kr.schedules.PiecewiseConstant([100, 200], [0.0, 1e-4, 1e-3])
+    >>> s.value_at(100), s.value_at(101), s.value_at(500)
+    (0.0, 0.0001, 0.001)
+    ```
+    """
+
+    def __init__(self, boundaries, values):
+        self.boundaries = _check_boundaries(boundaries)
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+            raise TypeError(
+                "Invalid value for argument `values`: expected a list of floats. "
+                f"Received: values={_describe(values)}"
+            )
+        if len(values) != len(self.boundaries) + 1:
+            raise ValueError(
+                "Invalid value for argument `values`: expected "
+                f"len(boundaries) + 1 = {len(self.boundaries) + 1} values. "
+                f"Received: {len(values)} values={list(values)!r}"
+            )
+        self.values = [check_real("values", v, minimum=0.0) for v in values]
+
+    def _formula(self, step, xp):
+        value = xp.zeros_like(step) + self.values[0]
+        for boundary, v in zip(self.boundaries, self.values[1:]):
+            value = xp.where(step > boundary, v, value)
+        return value
+
+    def get_config(self):
+        return {"boundaries": list(self.boundaries), "values": list(self.values)}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Join(Schedule):
+    """Joins schedules one after another at step boundaries.
+
+    `schedules[0]` runs until `boundaries[0]`; from step `boundaries[i-1]` on,
+    `schedules[i]` runs and sees the step counted from its own start,
+    `step - boundaries[i-1]` (the convention of optax's `join_schedules`).
+    Any schedule may be joined, ours or Keras' learning-rate schedules.
+
+    Args:
+        schedules: list of schedules.
+        boundaries: strictly increasing ints > 0, one fewer than `schedules`.
+
+    Example:
+    ```python
+    >>> warmup_then_cosine = kr.schedules.Join(
+    ...     [kr.schedules.Linear(0.0, 1e-3, end_step=100),
+    ...      kr.schedules.Cosine(1e-3, 0.0, end_step=900)],
+    ...     boundaries=[100])
+    >>> warmup_then_cosine.value_at(100)
+    0.001
+    ```
+    """
+
+    def __init__(self, schedules, boundaries):
+        if isinstance(schedules, (str, bytes, dict)) or not hasattr(
+            schedules, "__len__"
+        ):
+            raise TypeError(
+                "Invalid value for argument `schedules`: expected a list of "
+                f"schedules. Received: schedules={_describe(schedules)}"
+            )
+        schedules = [
+            keras.saving.deserialize_keras_object(s) if isinstance(s, dict) else s
+            for s in schedules
+        ]
+        for s in schedules:
+            if not isinstance(s, _LRSchedule):
+                raise TypeError(
+                    "Invalid value for argument `schedules`: expected "
+                    "keras_regx.schedules or keras.optimizers.schedules objects. "
+                    f"Received an element {_describe(s)}"
+                )
+        self.schedules = list(schedules)
+        self.boundaries = _check_boundaries(boundaries)
+        if len(self.schedules) != len(self.boundaries) + 1:
+            raise ValueError(
+                "Invalid value for argument `schedules`: expected "
+                f"len(boundaries) + 1 = {len(self.boundaries) + 1} schedules. "
+                f"Received: {len(self.schedules)} schedules"
+            )
+
+    def _piece(self, schedule, step, xp):
+        if isinstance(schedule, Schedule):
+            return schedule._formula(step, xp)
+        if xp is np:
+            return np.float64(value_at(schedule, step))
+        return ops.cast(schedule(step), "float32")
+
+    def _formula(self, step, xp):
+        value = self._piece(self.schedules[0], step, xp)
+        for boundary, schedule in zip(self.boundaries, self.schedules[1:]):
+            piece = self._piece(schedule, xp.maximum(step - boundary, 0.0), xp)
+            value = xp.where(step >= boundary, piece, value)
+        return value
+
+    def get_config(self):
+        return {
+            "schedules": [
+                keras.saving.serialize_keras_object(s) for s in self.schedules
+            ],
+            "boundaries": list(self.boundaries),
+        }
+
+
+def is_schedule(value):
+    """True for keras_regx schedules and Keras learning-rate schedules."""
+    return isinstance(value, _LRSchedule)
+
+
+def check_schedulable(name, value, minimum=0.0, maximum=None):
+    """Validates a hyperparameter that is a float or a schedule.
+
+    Returns the schedule unchanged, or the float.
+    """
+    if isinstance(value, dict):
+        value = keras.saving.deserialize_keras_object(value)
+    if is_schedule(value):
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"Invalid value for argument `{name}`: expected a float or a "
+            "schedule (a keras_regx.schedules object or a "
+            "keras.optimizers.schedules.LearningRateSchedule). "
+            f"Received: {name}={_describe(value)}"
+        )
+    return check_real(name, value, minimum=minimum, maximum=maximum)
