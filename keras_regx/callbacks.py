@@ -131,6 +131,10 @@ class RegularizationScheduler(keras.callbacks.Callback):
     def get_config(self):
         return {"update_freq": self.update_freq, "log": self.log}
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
     def on_train_begin(self, logs=None):
         model = self.model
         self._keras_model = model
