@@ -9,6 +9,8 @@ evaluates the schedules on the host and writes the variables between steps.
 
 import warnings
 
+import keras
+
 from keras_regx import schedules as schedules_lib
 
 # Keras builds models by running them on symbolic tensors first (symbolic
@@ -43,7 +45,7 @@ class ScheduledHyperparameters:
         variable = self.add_weight(
             shape=(),
             dtype="float32",
-            initializer=_constant(initial),
+            initializer=keras.initializers.Constant(initial),
             trainable=False,
             name=name,
         )
@@ -54,8 +56,6 @@ class ScheduledHyperparameters:
     def _hyperparameter_config(self, name, value):
         """The config entry of a hyperparameter: the float or the schedule."""
         if name in self._scheduled:
-            import keras
-
             return keras.saving.serialize_keras_object(self._scheduled[name][0])
         return value
 
@@ -83,19 +83,12 @@ class ScheduledHyperparameters:
         (JAX: its value inside a stateless scope); direct calls on arrays, as
         when inspecting a penalty, do not warn.
         """
-        import keras
-
+        if not self._scheduled or self._scheduler_attached or self._warned_unscheduled:
+            return
         in_training_step = (
             x is None or isinstance(x, keras.Variable) or in_stateless_scope()
         )
-        if (
-            in_training_step
-            and
-            self._scheduled
-            and not self._scheduler_attached
-            and not self._warned_unscheduled
-            and not in_symbolic_scope()
-        ):
+        if in_training_step and not in_symbolic_scope():
             self._warned_unscheduled = True
             warnings.warn(
                 f"`{type(self).__name__}` '{self.name}' has scheduled "
@@ -106,9 +99,3 @@ class ScheduledHyperparameters:
                 "to `fit()`.",
                 stacklevel=3,
             )
-
-
-def _constant(value):
-    import keras
-
-    return keras.initializers.Constant(value)

@@ -125,6 +125,10 @@ class RegularizationScheduler(keras.callbacks.Callback):
             )
         self.update_freq = update_freq
         self.log = log
+        # Our batch-end hook only copies host floats into `logs`, so Keras may
+        # run it on its callback thread; a synchronous batch-end hook would
+        # make every step wait for the device (about 10% on JAX).
+        self.async_safe = True
         self._objects = []
         self._writer = None
 

@@ -67,7 +67,7 @@ class L1(ScheduledRegularizer):
     ```python
     >>> reg = kr.regularizers.L1(kr.schedules.Linear(0.0, 1e-3, end_step=1000))
     >>> layer = keras.layers.Dense(4, kernel_regularizer=reg)
-    >>> float(kr.regularizers.L1(0.5)(np.array([[-1.0, 2.0]])))
+    >>> float(kr.regularizers.L1(0.5)(np.array([[-1.0, 2.0]], "float32")))
     1.5
     ```
     """
@@ -97,7 +97,7 @@ class L2(ScheduledRegularizer):
 
     Example:
     ```python
-    >>> float(kr.regularizers.L2(0.5)(np.array([[-1.0, 2.0]])))
+    >>> float(kr.regularizers.L2(0.5)(np.array([[-1.0, 2.0]], "float32")))
     2.5
     ```
     """
@@ -130,7 +130,7 @@ class ElasticNet(ScheduledRegularizer):
 
     Example:
     ```python
-    >>> float(kr.regularizers.ElasticNet(l1=0.5, l2=0.5)(np.array([[-1.0, 2.0]])))
+    >>> float(kr.regularizers.ElasticNet(l1=0.5, l2=0.5)(np.array([[-1.0, 2.0]], "float32")))
     4.0
     ```
     """
