@@ -15,9 +15,9 @@ the current strength with the model.
 """
 
 import keras
-from keras import ops
 
 from keras_regx._hyperparameters import ScheduledHyperparameters
+from keras_regx._penalties import elastic_net
 
 _PACKAGE = "keras_regx"
 
@@ -78,7 +78,7 @@ class L1(ScheduledRegularizer):
         self._finish_init()
 
     def call(self, x):
-        return ops.cast(self.l1, dtype=x.dtype) * ops.sum(ops.absolute(x))
+        return elastic_net(x, self.l1, None)
 
     def get_config(self):
         return {"l1": self._hyperparameter_config("l1", self.l1), "name": self.name}
@@ -108,7 +108,7 @@ class L2(ScheduledRegularizer):
         self._finish_init()
 
     def call(self, x):
-        return ops.cast(self.l2, dtype=x.dtype) * ops.sum(ops.square(x))
+        return elastic_net(x, None, self.l2)
 
     def get_config(self):
         return {"l2": self._hyperparameter_config("l2", self.l2), "name": self.name}
@@ -142,16 +142,10 @@ class ElasticNet(ScheduledRegularizer):
         self._finish_init()
 
     def call(self, x):
-        regularization = ops.convert_to_tensor(0.0, dtype=x.dtype)
-        if "l1" in self._scheduled or self.l1 != 0.0:
-            regularization += ops.cast(self.l1, dtype=x.dtype) * ops.sum(
-                ops.absolute(x)
-            )
-        if "l2" in self._scheduled or self.l2 != 0.0:
-            regularization += ops.cast(self.l2, dtype=x.dtype) * ops.sum(
-                ops.square(x)
-            )
-        return regularization
+        # A term whose constant strength is 0 is skipped, as Keras does.
+        l1 = self.l1 if "l1" in self._scheduled or self.l1 != 0.0 else None
+        l2 = self.l2 if "l2" in self._scheduled or self.l2 != 0.0 else None
+        return elastic_net(x, l1, l2)
 
     def get_config(self):
         return {

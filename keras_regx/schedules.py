@@ -126,11 +126,6 @@ def value_at(schedule, step):
     return float(ops.convert_to_numpy(schedule(step)))
 
 
-def _ramp(step, begin_step, end_step, xp):
-    """Fraction of the window [begin_step, end_step] elapsed, clipped to [0, 1]."""
-    return xp.clip((step - begin_step) / (end_step - begin_step), 0.0, 1.0)
-
-
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class Constant(Schedule):
     """A schedule that always returns `value`.
@@ -155,8 +150,41 @@ class Constant(Schedule):
         return {"value": self.value}
 
 
+class _Transition(Schedule):
+    """Moves from `initial_value` to `final_value` over [begin_step, end_step].
+
+    `value = final + (initial - final) * decay(t)`, with
+    `t = clip((step - begin_step) / (end_step - begin_step), 0, 1)` and
+    `decay` falling from 1 at t = 0 to 0 at t = 1; subclasses define `decay`.
+    """
+
+    def __init__(self, initial_value, final_value, begin_step=0, end_step=None):
+        self.initial_value = check_real("initial_value", initial_value, minimum=0.0)
+        self.final_value = check_real("final_value", final_value, minimum=0.0)
+        self.begin_step, self.end_step = _check_window(begin_step, end_step)
+
+    def _decay(self, t, xp):
+        raise NotImplementedError
+
+    def _formula(self, step, xp):
+        t = xp.clip((step - self.begin_step) / (self.end_step - self.begin_step), 0.0, 1.0)
+        delta = self.initial_value - self.final_value
+        value = self.final_value + delta * self._decay(t, xp)
+        # Hold the end values exactly, free of rounding in the formula.
+        value = xp.where(t <= 0.0, self.initial_value, value)
+        return xp.where(t >= 1.0, self.final_value, value)
+
+    def get_config(self):
+        return {
+            "initial_value": self.initial_value,
+            "final_value": self.final_value,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+        }
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class Linear(Schedule):
+class Linear(_Transition):
     """Linear interpolation from `initial_value` to `final_value`.
 
     `value = initial + (final - initial) * t` with
@@ -177,26 +205,12 @@ class Linear(Schedule):
     ```
     """
 
-    def __init__(self, initial_value, final_value, begin_step=0, end_step=None):
-        self.initial_value = check_real("initial_value", initial_value, minimum=0.0)
-        self.final_value = check_real("final_value", final_value, minimum=0.0)
-        self.begin_step, self.end_step = _check_window(begin_step, end_step)
-
-    def _formula(self, step, xp):
-        t = _ramp(step, self.begin_step, self.end_step, xp)
-        return self.initial_value + (self.final_value - self.initial_value) * t
-
-    def get_config(self):
-        return {
-            "initial_value": self.initial_value,
-            "final_value": self.final_value,
-            "begin_step": self.begin_step,
-            "end_step": self.end_step,
-        }
+    def _decay(self, t, xp):
+        return 1.0 - t
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class Polynomial(Schedule):
+class Polynomial(_Transition):
     """Polynomial transition from `initial_value` to `final_value`.
 
     `value = final + (initial - final) * (1 - t) ** power` with `t` the clipped
@@ -221,28 +235,18 @@ class Polynomial(Schedule):
     def __init__(
         self, initial_value, final_value, begin_step=0, end_step=None, power=2.0
     ):
-        self.initial_value = check_real("initial_value", initial_value, minimum=0.0)
-        self.final_value = check_real("final_value", final_value, minimum=0.0)
-        self.begin_step, self.end_step = _check_window(begin_step, end_step)
+        super().__init__(initial_value, final_value, begin_step, end_step)
         self.power = check_real("power", power, minimum=0.0, strict=True)
 
-    def _formula(self, step, xp):
-        t = _ramp(step, self.begin_step, self.end_step, xp)
-        delta = self.initial_value - self.final_value
-        return self.final_value + delta * xp.power(1.0 - t, self.power)
+    def _decay(self, t, xp):
+        return xp.power(1.0 - t, self.power)
 
     def get_config(self):
-        return {
-            "initial_value": self.initial_value,
-            "final_value": self.final_value,
-            "begin_step": self.begin_step,
-            "end_step": self.end_step,
-            "power": self.power,
-        }
+        return {**super().get_config(), "power": self.power}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class Cosine(Schedule):
+class Cosine(_Transition):
     """Half-cosine transition from `initial_value` to `final_value`.
 
     `value = final + (initial - final) * 0.5 * (1 + cos(pi * t))` with `t` the
@@ -262,23 +266,8 @@ class Cosine(Schedule):
     ```
     """
 
-    def __init__(self, initial_value, final_value, begin_step=0, end_step=None):
-        self.initial_value = check_real("initial_value", initial_value, minimum=0.0)
-        self.final_value = check_real("final_value", final_value, minimum=0.0)
-        self.begin_step, self.end_step = _check_window(begin_step, end_step)
-
-    def _formula(self, step, xp):
-        t = _ramp(step, self.begin_step, self.end_step, xp)
-        delta = self.initial_value - self.final_value
-        return self.final_value + delta * 0.5 * (1.0 + xp.cos(math.pi * t))
-
-    def get_config(self):
-        return {
-            "initial_value": self.initial_value,
-            "final_value": self.final_value,
-            "begin_step": self.begin_step,
-            "end_step": self.end_step,
-        }
+    def _decay(self, t, xp):
+        return 0.5 * (1.0 + xp.cos(math.pi * t))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

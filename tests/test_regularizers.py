@@ -23,8 +23,16 @@ PAIRS = [
         lambda: regularizers.ElasticNet(l1=0.0, l2=0.021),
         lambda: keras.regularizers.L1L2(l1=0.0, l2=0.021),
     ),
+    (
+        lambda: regularizers.ElasticNet(l1=0.013, l2=0.0),
+        lambda: keras.regularizers.L1L2(l1=0.013, l2=0.0),
+    ),
+    (
+        lambda: regularizers.ElasticNet(l1=0.0, l2=0.0),
+        lambda: keras.regularizers.L1L2(l1=0.0, l2=0.0),
+    ),
 ]
-PAIR_IDS = ["L1", "L2", "ElasticNet", "ElasticNet-l2-only"]
+PAIR_IDS = ["L1", "L2", "ElasticNet", "ElasticNet-l2-only", "ElasticNet-l1-only", "ElasticNet-zero"]
 
 
 def test_top_level_exports():
@@ -42,6 +50,7 @@ def test_penalty_equals_keras(ours, theirs, dtype):
     a = float(ops.convert_to_numpy(ours()(ops.convert_to_tensor(x))))
     b = float(ops.convert_to_numpy(theirs()(ops.convert_to_tensor(x))))
     assert abs(a - b) <= 1e-6 * abs(b)
+    assert a >= 0.0
 
 
 def test_penalty_closed_form():
