@@ -1,11 +1,12 @@
 """The elastic-net penalty `l1 * sum(abs(x)) + l2 * sum(square(x))`.
 
 One function for L1, L2 and ElasticNet (`l1` or `l2` None skips that term).
-On TensorFlow and JAX it is Keras' own expression, which their compilers fuse.
+On TensorFlow and JAX it is Keras' own expression, compiled with the train step.
 PyTorch runs eagerly and records one autograd node per operation, so there the
 penalty is a single `torch.autograd.Function`: the same forward kernels (same
 value), and a backward of three kernels, `g * (l1 * sign(x) + 2 * l2 * x)`.
-On the benchmark MLP this roughly halves the penalty's cost (benchmarks/).
+On the benchmark MLP, ElasticNet added 39% to a PyTorch step where Keras'
+L1L2 added 79% (benchmarks/RESULTS.md).
 """
 
 import keras

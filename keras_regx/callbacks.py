@@ -141,7 +141,6 @@ class RegularizationScheduler(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         model = self.model
-        self._keras_model = model
         self._objects = scheduled_objects(model)
         for obj in self._objects:
             obj._scheduler_attached = True
@@ -159,7 +158,7 @@ class RegularizationScheduler(keras.callbacks.Callback):
         # the model state is synced, so a plain read and assign are right here.
         self._epoch_step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
         self._first_batch = None
-        self._set_step(self._epoch_step, write=lambda v, x: v.assign(x))
+        self._set_step(self._epoch_step)
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.update_freq != "batch":
@@ -171,6 +170,7 @@ class RegularizationScheduler(keras.callbacks.Callback):
         self._set_step(self._epoch_step + batch - self._first_batch, write)
 
     def _set_step(self, step, write=None):
+        """Moves every schedule to `step`; `write` stores a changed value."""
         for obj in self._objects:
             for variable, value in obj._values_at(step):
                 if write is None:
