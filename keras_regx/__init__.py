@@ -5,8 +5,10 @@ schedules, and the callback that drives them inside compiled `fit()`.
 """
 
 from keras_regx import callbacks
+from keras_regx import layers
 from keras_regx import regularizers
 from keras_regx import schedules
+from keras_regx import utils
 from keras_regx.regularizers import L1
 from keras_regx.regularizers import L2
 from keras_regx.regularizers import ElasticNet
@@ -18,6 +20,8 @@ __all__ = [
     "L2",
     "__version__",
     "callbacks",
+    "layers",
     "regularizers",
     "schedules",
+    "utils",
 ]

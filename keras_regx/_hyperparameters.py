@@ -33,15 +33,22 @@ class ScheduledHyperparameters:
     def _init_scheduled(self):
         self._scheduled = {}  # argument name -> (schedule, variable)
         self._current = {}  # argument name -> last value written (host float)
+        self._bounds = {}  # argument name -> (minimum, maximum) of its values
         self._scheduler_attached = False
         self._warned_unscheduled = False
 
-    def _hyperparameter(self, name, value, **checks):
-        """Validates `value`; returns the float, or the variable for a schedule."""
-        value = schedules_lib.check_schedulable(name, value, **checks)
+    def _hyperparameter(self, name, value, minimum=0.0, maximum=None):
+        """Validates `value`; returns the float, or the variable for a schedule.
+
+        Values must lie in `[minimum, maximum)`; a schedule's values are checked
+        on the host each time one is taken (at construction and by the
+        scheduler), since a schedule's range is not known in advance.
+        """
+        value = schedules_lib.check_schedulable(name, value, minimum, maximum)
         if not schedules_lib.is_schedule(value):
             return value
-        initial = schedules_lib.value_at(value, 0)
+        self._bounds[name] = (minimum, maximum)
+        initial = self._scheduled_value(name, value, 0)
         variable = self.add_weight(
             shape=(),
             dtype="float32",
@@ -68,10 +75,23 @@ class ScheduledHyperparameters:
         """The current values of the scheduled arguments, keyed `name/arg`."""
         return {f"{self.name}/{arg}": v for arg, v in self._current.items()}
 
+    def _scheduled_value(self, name, schedule, step):
+        """The schedule's value at `step` (host float), checked against the bounds."""
+        value = schedules_lib.value_at(schedule, step)
+        minimum, maximum = self._bounds[name]
+        try:
+            schedules_lib.check_real(name, value, minimum=minimum, maximum=maximum)
+        except ValueError as error:
+            raise ValueError(
+                f"The schedule of argument `{name}` of `{type(self).__name__}` "
+                f"'{self.name}' left the valid range at step {step}: {error}"
+            ) from None
+        return value
+
     def _values_at(self, step):
         """Evaluates the schedules at `step`; yields (variable, value) that changed."""
         for arg, (schedule, variable) in self._scheduled.items():
-            value = schedules_lib.value_at(schedule, step)
+            value = self._scheduled_value(arg, schedule, step)
             if value != self._current[arg]:
                 self._current[arg] = value
                 yield variable, value

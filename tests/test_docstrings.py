@@ -1,7 +1,9 @@
 """Runs the ```python examples in every public docstring as doctests."""
 
 import doctest
+import importlib
 import inspect
+import pkgutil
 import re
 
 import keras
@@ -9,12 +11,14 @@ import numpy as np
 import pytest
 
 import keras_regx as kr
-from keras_regx import callbacks
-from keras_regx import regularizers
-from keras_regx import schedules
 
 FENCE = re.compile(r"```python\n(.*?)```", re.S)
-MODULES = [schedules, regularizers, callbacks]
+# Every public module of the package, layer modules found as they are added.
+MODULES = [
+    importlib.import_module(info.name)
+    for info in pkgutil.walk_packages(kr.__path__, prefix="keras_regx.")
+    if not any(part.startswith("_") for part in info.name.split("."))
+]
 
 
 def public_objects():
@@ -38,7 +42,7 @@ def test_every_public_class_has_an_example():
     missing = [
         name for name, obj in public_objects()
         if inspect.isclass(obj) and name not in documented
-        and not name.endswith((".Schedule", ".ScheduledRegularizer"))
+        and not name.endswith((".Schedule", ".ScheduledRegularizer", ".ScheduledLayer"))
     ]
     assert missing == []
 

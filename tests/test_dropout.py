@@ -1,0 +1,213 @@
+"""ScheduledDropout and MCDropout: statistics, live schedules, seeds, saving."""
+
+import keras
+import numpy as np
+import pytest
+from conftest import StepLosses
+from conftest import jit_compile_options
+from conftest import run_python
+
+import keras_regx as kr
+from keras_regx import schedules
+from keras_regx.callbacks import RegularizationScheduler
+from keras_regx.layers import MCDropout
+from keras_regx.layers import ScheduledDropout
+
+LAYERS = [ScheduledDropout, MCDropout]
+# A float rate runs Keras' kernels, a scheduled one our mask code: test both.
+RATES = {"float": 0.3, "scheduled": schedules.Linear(0.3, 0.9, begin_step=5, end_step=10)}
+# Calling a scheduled layer in training mode outside `fit()` warns that no
+# scheduler drives it (tested below); the eager statistical tests expect that.
+EAGER = pytest.mark.filterwarnings("ignore:.*no `keras_regx.callbacks.Regulari")
+
+
+def numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def sigma_of_mean(p, n):
+    """Standard error of the mean of n draws of Bernoulli(1 - p) / (1 - p)."""
+    return np.sqrt(p / (1 - p) / n)
+
+
+@EAGER
+@pytest.mark.parametrize("cls", LAYERS)
+@pytest.mark.parametrize("kind", RATES)
+def test_drop_fraction_and_mean(cls, kind):
+    layer = cls(RATES[kind], seed=0)
+    x = np.ones((200, 500), "float32")
+    y = numpy(layer(x, training=True))
+    n, p = x.size, 0.3
+    dropped = (y == 0).mean()
+    # 5 standard errors: a false failure about once in 1.7 million runs.
+    assert abs(dropped - p) < 5 * np.sqrt(p * (1 - p) / n)
+    assert abs(y.mean() - 1.0) < 5 * sigma_of_mean(p, n)
+    np.testing.assert_allclose(y[y != 0], 1 / (1 - p), rtol=1e-6)
+
+
+@EAGER
+@pytest.mark.parametrize("kind", RATES)
+def test_noise_shape_broadcasts_the_mask(kind):
+    layer = ScheduledDropout(RATES[kind], noise_shape=(None, 1), seed=0)
+    y = numpy(layer(np.ones((400, 7), "float32"), training=True))
+    assert all(len(set(row)) == 1 for row in y.tolist())  # one draw per row
+    assert 0.2 < (y[:, 0] == 0).mean() < 0.4
+
+
+@pytest.mark.parametrize("kind", RATES)
+def test_scheduled_dropout_is_identity_at_inference(kind):
+    x = np.random.normal(size=(8, 5)).astype("float32")
+    layer = ScheduledDropout(RATES[kind])
+    np.testing.assert_array_equal(numpy(layer(x)), x)
+    np.testing.assert_array_equal(numpy(layer(x, training=False)), x)
+
+
+@pytest.mark.parametrize("training", [None, False])
+def test_mc_dropout_drops_at_inference(training):
+    y = numpy(MCDropout(0.5, seed=0)(np.ones((100, 100), "float32"), training=training))
+    assert abs((y == 0).mean() - 0.5) < 5 * np.sqrt(0.25 / y.size)
+
+
+@EAGER
+@pytest.mark.parametrize("cls", LAYERS)
+@pytest.mark.parametrize("kind", RATES)
+def test_seeds(cls, kind):
+    x = np.ones((20, 50), "float32")
+    a, b = cls(RATES[kind], seed=7), cls(RATES[kind], seed=7)
+    first_a, first_b = numpy(a(x, training=True)), numpy(b(x, training=True))
+    np.testing.assert_array_equal(first_a, first_b)  # same seed, same masks
+    assert not np.array_equal(first_a, numpy(a(x, training=True)))  # fresh masks
+    assert not np.array_equal(first_a, numpy(cls(RATES[kind], seed=8)(x, training=True)))
+
+
+def mse_model(layer, units=500, jit_compile="auto"):
+    """Identity kernel (frozen by lr = 0), then `layer`; trained on ones vs zeros.
+
+    The loss is mean(out ** 2), whose expectation under inverted dropout at
+    rate p is 1 / (1 - p).
+    """
+    model = keras.Sequential([
+        keras.Input((units,)),
+        keras.layers.Dense(units, use_bias=False, kernel_initializer="identity"),
+        layer,
+    ])
+    model.compile(keras.optimizers.SGD(0.0), "mse", jit_compile=jit_compile)
+    return model
+
+
+RAMP = schedules.Linear(0.0, 0.5, end_step=9)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+@pytest.mark.parametrize("jit_compile", jit_compile_options())
+def test_schedule_is_live_in_fit(cls, jit_compile):
+    model = mse_model(cls(RAMP, seed=1, name="drop"), jit_compile=jit_compile)
+    steps = StepLosses()
+    batch, units = 40, 500
+    x, y = np.ones((10 * batch, units), "float32"), np.zeros((10 * batch, units), "float32")
+    history = model.fit(x, y, batch_size=batch, verbose=0, shuffle=False,
+                        callbacks=[RegularizationScheduler(), steps])
+    rates = np.array([RAMP.value_at(s) for s in range(10)])
+    # out ** 2 is 0 or 1 / (1 - p) ** 2: mean 1 / (1 - p), variance p / (1 - p) ** 3.
+    tolerance = 5 * np.sqrt(rates / (1 - rates) ** 3 / (batch * units)) + 1e-5
+    np.testing.assert_array_less(np.abs(np.array(steps.losses) - 1 / (1 - rates)), tolerance)
+    assert history.history["drop/rate"] == [pytest.approx(RAMP.value_at(9))]
+
+
+def test_epoch_update_freq():
+    model = mse_model(ScheduledDropout(RAMP, seed=1, name="drop"))
+    x, y = np.ones((40, 500), "float32"), np.zeros((40, 500), "float32")
+    history = model.fit(x, y, batch_size=20, epochs=3, verbose=0,
+                        callbacks=[RegularizationScheduler("epoch")])
+    assert history.history["drop/rate"] == pytest.approx([RAMP.value_at(s) for s in (0, 2, 4)])
+
+
+def test_forgotten_scheduler_warns():
+    model = mse_model(ScheduledDropout(RAMP), units=4)
+    with pytest.warns(UserWarning, match="RegularizationScheduler"):
+        model.fit(np.ones((4, 4)), np.zeros((4, 4)), batch_size=2, verbose=0)
+
+
+def test_schedule_leaving_the_rate_range_is_refused():
+    model = mse_model(ScheduledDropout(schedules.Linear(0.5, 1.5, end_step=4)), units=4)
+    with pytest.raises(ValueError, match=r"`rate`.*left the valid range at step 2.*< 1"):
+        model.fit(np.ones((8, 4)), np.zeros((8, 4)), batch_size=2, verbose=0,
+                  callbacks=[RegularizationScheduler()])
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+@pytest.mark.parametrize("kind", RATES)
+def test_config_round_trip(cls, kind):
+    layer = cls(RATES[kind], noise_shape=(None, 1), seed=3, name="d")
+    config = keras.saving.serialize_keras_object(layer)
+    restored = keras.saving.deserialize_keras_object(config)
+    assert type(restored) is cls
+    assert restored.get_config() == layer.get_config()
+    assert restored.scheduled_hyperparameters == layer.scheduled_hyperparameters
+
+
+def test_keras_schedule_as_rate():
+    rate = keras.optimizers.schedules.PiecewiseConstantDecay([2], [0.1, 0.4])
+    layer = ScheduledDropout(rate)
+    restored = ScheduledDropout.from_config(layer.get_config())
+    assert restored._scheduled["rate"][0].get_config() == rate.get_config()
+    assert float(numpy(restored.rate)) == pytest.approx(0.1)
+
+
+def test_save_load_in_fresh_process_and_resume(tmp_path):
+    model = keras.Sequential([
+        keras.Input((6,)),
+        keras.layers.Dense(8, name="dense"),
+        ScheduledDropout(RAMP, name="drop"),
+        MCDropout(0.2, seed=5, name="mc"),
+        keras.layers.Dense(1, name="head"),
+    ])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    x = np.random.normal(size=(12, 6)).astype("float32")
+    model.fit(x, np.zeros((12, 1)), batch_size=3, verbose=0, shuffle=False,
+              callbacks=[RegularizationScheduler()])
+    model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "x.npy", x)
+    # MCDropout draws from its seed generator, whose state is saved too.
+    expected = numpy(model(x)).tolist()
+    got = run_python(
+        """
+        import json, keras, numpy as np
+        import keras_regx as kr
+        model = keras.models.load_model("m.keras", safe_mode=True)
+        x = np.load("x.npy")
+        outputs = keras.ops.convert_to_numpy(model(x)).tolist()
+        rate = float(keras.ops.convert_to_numpy(model.get_layer("drop").rate))
+        history = model.fit(x, np.zeros((12, 1)), batch_size=3, verbose=0, shuffle=False,
+                            callbacks=[kr.callbacks.RegularizationScheduler()])
+        print(json.dumps({"outputs": outputs, "rate": rate,
+                          "logged": history.history["drop/rate"]}))
+        """,
+        tmp_path,
+    )
+    np.testing.assert_allclose(got["outputs"], expected, rtol=1e-6)
+    assert got["rate"] == pytest.approx(RAMP.value_at(3))  # last step of the first fit
+    assert got["logged"] == [pytest.approx(RAMP.value_at(7))]  # steps 4..7
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(rate=1.0), ValueError, r"`rate`: expected a float >= 0.0 and < 1.0. Received: rate=1.0"),
+        (dict(rate=-0.1), ValueError, r"`rate`.*Received: rate=-0.1"),
+        (dict(rate=float("nan")), ValueError, r"`rate`: expected a finite float"),
+        (dict(rate="0.5"), TypeError, r"`rate`: expected a float or a schedule"),
+        (dict(rate=0.5, seed="1"), TypeError, r"`seed`: expected an int or None"),
+        (dict(rate=0.5, noise_shape="ab"), TypeError, r"`noise_shape`"),
+        (dict(rate=0.5, noise_shape=(None, 0)), ValueError, r"`noise_shape`.*positive"),
+    ],
+)
+def test_bad_input(cls, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        cls(**kwargs)
+
+
+def test_top_level_access():
+    assert kr.layers.ScheduledDropout is ScheduledDropout
+    assert kr.layers.MCDropout is MCDropout
