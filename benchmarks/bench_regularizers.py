@@ -12,10 +12,6 @@ in a new random order each round) and reports medians and ratios.
 import argparse
 import json
 import os
-import platform
-import random
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -23,6 +19,8 @@ import keras
 import numpy as np
 
 import keras_regx as kr
+from _timing import header
+from _timing import time_fits
 
 LAYERS, UNITS, BATCH = 24, 256, 64
 
@@ -64,47 +62,25 @@ def main(reps, steps):
     configs = configurations(total_steps=(reps + 1) * steps)
     models = {name: build(make) for name, make in configs.items()}
     callbacks = {
-        name: [kr.callbacks.RegularizationScheduler()] if "scheduled" in name else []
-        for name in configs
+        name: [kr.callbacks.RegularizationScheduler()]
+        for name in configs if "scheduled" in name
     }
-
-    def run(name):
-        start = time.perf_counter()
-        models[name].fit(
-            x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False,
-            callbacks=callbacks[name],
-        )
-        return (time.perf_counter() - start) / steps
-
-    for name in configs:  # compile and warm up
-        run(name)
-    times = {name: [] for name in configs}
-    order = list(configs)
-    shuffle = random.Random(0).shuffle
-    for _ in range(reps):
-        shuffle(order)
-        for name in order:
-            times[name].append(run(name))
-    medians = {name: statistics.median(t) for name, t in times.items()}
+    medians = time_fits(models, callbacks, x, y, BATCH, reps)
     base = medians["none"]
+
+    def ratio(a, b):
+        return round(medians[a] / medians[b], 3)
+
     result = {
-        "backend": keras.backend.backend(),
-        "keras": keras.__version__,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
-        "reps": reps,
-        "steps": steps,
+        **header(reps, steps),
         "median_ms": {k: round(v * 1e3, 3) for k, v in medians.items()},
         "ratio_to_none": {k: round(v / base, 3) for k, v in medians.items()},
-        "ratio_to_keras": {
-            "kr L2 / keras L2": round(medians["kr L2"] / medians["keras L2"], 3),
-            "kr ElasticNet / keras L1L2": round(
-                medians["kr ElasticNet"] / medians["keras L1L2"], 3
-            ),
-            "kr L2 scheduled / kr L2": round(
-                medians["kr L2 scheduled"] / medians["kr L2"], 3
-            ),
-            "kr ElasticNet scheduled / kr ElasticNet": round(
-                medians["kr ElasticNet scheduled"] / medians["kr ElasticNet"], 3
+        "ratios": {
+            "kr L2 / keras L2": ratio("kr L2", "keras L2"),
+            "kr ElasticNet / keras L1L2": ratio("kr ElasticNet", "keras L1L2"),
+            "kr L2 scheduled / kr L2": ratio("kr L2 scheduled", "kr L2"),
+            "kr ElasticNet scheduled / kr ElasticNet": ratio(
+                "kr ElasticNet scheduled", "kr ElasticNet"
             ),
         },
     }

@@ -2,7 +2,9 @@
 
     python benchmarks/run_all.py [--reps 7] [--steps 30]
 
-Each backend runs in its own process (KERAS_BACKEND is read at import).
+Each backend runs in its own process (KERAS_BACKEND is read at import). The
+tables are regenerated; the notes under "## Reading these numbers" in the
+existing RESULTS.md are kept (they are written by hand after a run).
 """
 
 import argparse
@@ -14,7 +16,9 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "RESULTS.md")
 BACKENDS = ("tensorflow", "jax", "torch")
+NOTES = "## Reading these numbers"
 
 
 def run(script, backend, args):
@@ -26,25 +30,35 @@ def run(script, backend, args):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def regularizer_table(results):
-    names = list(results[0]["median_ms"])
+def table(results, times, ratios, reference):
+    """Rows: configurations; columns: backends; cells: time and ratio."""
     lines = [
         "| configuration | " + " | ".join(r["backend"] for r in results) + " |",
         "|---|" + "---|" * len(results),
     ]
-    for name in names:
-        cells = [
-            f"{r['median_ms'][name]:.2f} ms ({r['ratio_to_none'][name]:.2f}x)"
-            for r in results
-        ]
+    for name in results[0][times]:
+        cells = [f"{r[times][name]:.2f} ms ({r[ratios][name]:.2f}x)" for r in results]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("| ratio | " + " | ".join(r["backend"] for r in results) + " |")
-    lines.append("|---|" + "---|" * len(results))
-    for key in results[0]["ratio_to_keras"]:
-        cells = [f"{r['ratio_to_keras'][key]:.3f}" for r in results]
-        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\nIn brackets: the ratio to {reference}."
+
+
+def ratio_table(results, key):
+    lines = [
+        "| ratio | " + " | ".join(r["backend"] for r in results) + " |",
+        "|---|" + "---|" * len(results),
+    ]
+    for name in results[0][key]:
+        cells = [f"{r[key][name]:.3f}" for r in results]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def kept_notes():
+    if not os.path.exists(RESULTS):
+        return ""
+    with open(RESULTS) as f:
+        text = f.read()
+    return text[text.index(NOTES):] if NOTES in text else ""
 
 
 def main():
@@ -53,28 +67,61 @@ def main():
     parser.add_argument("--steps", default="30")
     args = parser.parse_args()
     flags = ["--reps", args.reps, "--steps", args.steps]
-    results = [run("bench_regularizers.py", b, flags) for b in BACKENDS]
+    regularizers = [run("bench_regularizers.py", b, flags) for b in BACKENDS]
+    dropout = [run("bench_dropout.py", b, flags) for b in BACKENDS]
+    imports = [run("bench_import.py", b, ["--reps", args.reps]) for b in BACKENDS]
     versions = subprocess.run(
         [sys.executable, "-c",
-         "import keras, numpy; print(f'keras {keras.__version__}, numpy {numpy.__version__}')"],
+         "import keras, numpy, jax, torch, tensorflow as tf; print(f'keras {keras.__version__}, "
+         "tensorflow {tf.__version__}, jax {jax.__version__}, torch {torch.__version__}, "
+         "numpy {numpy.__version__}')"],
         capture_output=True, text=True, env=dict(os.environ, KERAS_BACKEND="jax"),
     ).stdout.strip()
+    import_rows = "\n".join(
+        f"| {r['backend']} | {r['median_ms']['keras']:.0f} ms | "
+        f"{r['median_ms']['keras + keras_regx']:.0f} ms | {r['added_ms']:+.0f} ms |"
+        for r in imports
+    )
     text = f"""# Benchmark results
 
-Machine: {results[0]['machine']}, Python {platform.python_version()}, {versions}.
+Machine: {regularizers[0]['machine']}, Python {platform.python_version()}, {versions}.
 Date: {datetime.date.today().isoformat()}. Command: `python benchmarks/run_all.py --reps {args.reps} --steps {args.steps}`.
+Every figure is a median of seconds per training step of `fit()` over {args.steps} steps,
+{args.reps} interleaved repetitions, all configurations of a table in one process.
 
 ## Regularizer step time (`bench_regularizers.py`)
 
 24 Dense layers of 256 units + a Dense(1) head, batch 64, SGD, kernel and bias
-regularized; median seconds per step of `fit()` over {args.steps} steps, {args.reps}
-interleaved repetitions; in brackets the ratio to no regularization. Scheduled
-configurations run with `RegularizationScheduler(update_freq="batch")`, whose
-cost is included.
+regularized. Scheduled configurations run with
+`RegularizationScheduler(update_freq="batch")`, whose cost is included.
 
-{regularizer_table(results)}
+{table(regularizers, "median_ms", "ratio_to_none", "no regularization")}
+
+{ratio_table(regularizers, "ratios")}
+
+## Dropout layers (`bench_dropout.py`)
+
+Activations: Conv2D(32) -> drop -> Conv2D(32) -> drop -> pooling -> Dense(10),
+inputs 32x32x32, batch 32, rate {0.1} (scheduled: a ramp 0 -> 0.2).
+
+{table(dropout, "activations_ms", "activations_ratio", "keras.layers.Dropout")}
+
+Weights: three Dense(512) with Dropout(0.3) after each, against three
+DropConnectDense(512, rate=0.3), batch 128.
+
+{table(dropout, "weights_ms", "weights_ratio", "Dense + keras.layers.Dropout")}
+
+## Import time (`bench_import.py`)
+
+Fresh processes, median wall time of {args.reps}.
+
+| backend | `import keras` | `import keras, keras_regx` | added |
+|---|---|---|---|
+{import_rows}
+
 """
-    with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
+    text += kept_notes()
+    with open(RESULTS, "w") as f:
         f.write(text)
     print(text)
 

@@ -75,6 +75,19 @@ def test_elastic_net_two_schedules_are_live(jit_compile):
     np.testing.assert_allclose(steps.losses, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.skipif(BACKEND == "torch", reason="Keras allows steps_per_execution > 1 only on TF and JAX")
+def test_steps_per_execution_updates_once_per_execution():
+    model = zero_data_loss_model(regularizers.L1(RAMP))
+    model.compile(keras.optimizers.SGD(0.0), "mse", steps_per_execution=2)
+    steps = StepLosses()  # one entry per execution: the mean of its two steps
+    x, y = zeros(16)
+    model.fit(x, y, batch_size=1, verbose=0, shuffle=False,
+              callbacks=[RegularizationScheduler(), steps])
+    # Each execution runs both of its steps at the value of its first step.
+    expected = [RAMP.value_at(step) * L1_PENALTY for step in range(0, 16, 2)]
+    np.testing.assert_allclose(steps.losses, expected, rtol=1e-4, atol=1e-5)
+
+
 def test_keras_learning_rate_schedule_as_strength():
     schedule = keras.optimizers.schedules.ExponentialDecay(1.0, 4, 0.5)
     model = zero_data_loss_model(regularizers.L2(schedule))
