@@ -53,6 +53,37 @@ def run_python(code, tmp_path):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def resume_in_fresh_process(model, x, y, tmp_path, layer, batch_size):
+    """Saves `model`, loads it in a fresh process and trains it one more epoch.
+
+    Returns `model`'s own outputs on `x` after saving, and from the fresh
+    process: the loaded model's outputs on `x` (inference), the `rate` of
+    layer `layer` as loaded, and the rates the scheduler logged while training
+    on (`x`, `y`) with `batch_size`. Outputs drawn from the seed generators
+    (MCDropout) agree when their state is saved with the model.
+    """
+    model.save(tmp_path / "m.keras")
+    expected = keras.ops.convert_to_numpy(model(x)).tolist()
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    got = run_python(
+        f"""
+        import json, keras, numpy as np
+        import keras_regx as kr
+        model = keras.models.load_model("m.keras", safe_mode=True)
+        x, y = np.load("x.npy"), np.load("y.npy")
+        outputs = keras.ops.convert_to_numpy(model(x)).tolist()
+        rate = float(keras.ops.convert_to_numpy(model.get_layer("{layer}").rate))
+        history = model.fit(x, y, batch_size={batch_size}, verbose=0, shuffle=False,
+                            callbacks=[kr.callbacks.RegularizationScheduler()])
+        print(json.dumps({{"outputs": outputs, "rate": rate,
+                          "logged": history.history["{layer}/rate"]}}))
+        """,
+        tmp_path,
+    )
+    return expected, got
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(1234)

@@ -51,6 +51,8 @@ def test_every_public_class_has_an_example():
 def test_docstring_example(name, block):
     globs = {"kr": kr, "keras": keras, "np": np}
     test = doctest.DocTestParser().get_doctest(block, globs, name, None, 0)
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner = doctest.DocTestRunner(
+        verbose=False, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    )
     runner.run(test, out=lambda s: pytest.fail(s, pytrace=False))
     assert runner.failures == 0

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import StepLosses
 from conftest import jit_compile_options
-from conftest import run_python
+from conftest import resume_in_fresh_process
 
 import keras_regx as kr
 from keras_regx import schedules
@@ -126,24 +126,8 @@ def test_save_load_in_fresh_process_and_resume(tmp_path):
     x = np.random.normal(size=(12, 5)).astype("float32")
     model.fit(x, np.ones((12, 1)), batch_size=3, verbose=0, shuffle=False,
               callbacks=[RegularizationScheduler()])
-    model.save(tmp_path / "m.keras")
-    np.save(tmp_path / "x.npy", x)
-    expected = numpy(model(x)).tolist()
-    got = run_python(
-        """
-        import json, keras, numpy as np
-        import keras_regx as kr
-        model = keras.models.load_model("m.keras", safe_mode=True)
-        x = np.load("x.npy")
-        out = keras.ops.convert_to_numpy(model(x)).tolist()
-        rate = float(keras.ops.convert_to_numpy(model.get_layer("dc").rate))
-        history = model.fit(x, np.ones((12, 1)), batch_size=3, verbose=0, shuffle=False,
-                            callbacks=[kr.callbacks.RegularizationScheduler()])
-        print(json.dumps({"out": out, "rate": rate, "logged": history.history["dc/rate"]}))
-        """,
-        tmp_path,
-    )
-    np.testing.assert_allclose(got["out"], expected, rtol=1e-6)
+    expected, got = resume_in_fresh_process(model, x, np.ones((12, 1)), tmp_path, "dc", 3)
+    np.testing.assert_allclose(got["outputs"], expected, rtol=1e-6)
     assert got["rate"] == pytest.approx(ramp.value_at(3))
     assert got["logged"] == [pytest.approx(ramp.value_at(7))]
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import StepLosses
 from conftest import jit_compile_options
-from conftest import run_python
+from conftest import resume_in_fresh_process
 
 import keras_regx as kr
 from keras_regx import schedules
@@ -85,24 +85,10 @@ def test_residual_model_trains_and_round_trips(tmp_path):
     model.compile(keras.optimizers.SGD(0.01), "mse")
     x = np.random.normal(size=(16, 6)).astype("float32")
     model.fit(x, np.ones((16, 1)), batch_size=4, verbose=0, callbacks=[RegularizationScheduler()])
-    model.save(tmp_path / "m.keras")
-    np.save(tmp_path / "x.npy", x)
-    expected = numpy(model(x)).tolist()
-    got = run_python(
-        """
-        import json, keras, numpy as np
-        import keras_regx as kr
-        model = keras.models.load_model("m.keras", safe_mode=True)
-        x = np.load("x.npy")
-        out = keras.ops.convert_to_numpy(model(x)).tolist()
-        history = model.fit(x, np.ones((16, 1)), batch_size=4, verbose=0,
-                            callbacks=[kr.callbacks.RegularizationScheduler()])
-        print(json.dumps({"out": out, "rate": history.history["path/rate"]}))
-        """,
-        tmp_path,
-    )
-    np.testing.assert_allclose(got["out"], expected, rtol=1e-6)
-    assert got["rate"] == [pytest.approx(ramp.value_at(7))]
+    expected, got = resume_in_fresh_process(model, x, np.ones((16, 1)), tmp_path, "path", 4)
+    np.testing.assert_allclose(got["outputs"], expected, rtol=1e-6)
+    assert got["rate"] == pytest.approx(ramp.value_at(3))
+    assert got["logged"] == [pytest.approx(ramp.value_at(7))]
 
 
 @pytest.mark.parametrize("kind", RATES)

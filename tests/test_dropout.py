@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import StepLosses
 from conftest import jit_compile_options
-from conftest import run_python
+from conftest import resume_in_fresh_process
 
 import keras_regx as kr
 from keras_regx import schedules
@@ -166,25 +166,8 @@ def test_save_load_in_fresh_process_and_resume(tmp_path):
     x = np.random.normal(size=(12, 6)).astype("float32")
     model.fit(x, np.zeros((12, 1)), batch_size=3, verbose=0, shuffle=False,
               callbacks=[RegularizationScheduler()])
-    model.save(tmp_path / "m.keras")
-    np.save(tmp_path / "x.npy", x)
     # MCDropout draws from its seed generator, whose state is saved too.
-    expected = numpy(model(x)).tolist()
-    got = run_python(
-        """
-        import json, keras, numpy as np
-        import keras_regx as kr
-        model = keras.models.load_model("m.keras", safe_mode=True)
-        x = np.load("x.npy")
-        outputs = keras.ops.convert_to_numpy(model(x)).tolist()
-        rate = float(keras.ops.convert_to_numpy(model.get_layer("drop").rate))
-        history = model.fit(x, np.zeros((12, 1)), batch_size=3, verbose=0, shuffle=False,
-                            callbacks=[kr.callbacks.RegularizationScheduler()])
-        print(json.dumps({"outputs": outputs, "rate": rate,
-                          "logged": history.history["drop/rate"]}))
-        """,
-        tmp_path,
-    )
+    expected, got = resume_in_fresh_process(model, x, np.zeros((12, 1)), tmp_path, "drop", 3)
     np.testing.assert_allclose(got["outputs"], expected, rtol=1e-6)
     assert got["rate"] == pytest.approx(RAMP.value_at(3))  # last step of the first fit
     assert got["logged"] == [pytest.approx(RAMP.value_at(7))]  # steps 4..7
