@@ -313,7 +313,7 @@ def test_keras_file_round_trip_continues_training(tmp_path):
     np.save(tmp_path / "expected.npy", numpy(model(probe, training=False)))
     model.save(tmp_path / "mid.keras")
     got = run_python(
-        f"""
+        """
         import json, keras, numpy as np
         import keras_regx as kr
 
@@ -340,8 +340,8 @@ def test_keras_file_round_trip_continues_training(tmp_path):
         x = np.ones((4 * 16, 8, 12, 8), "float32")
         model.fit(x, np.zeros_like(x), batch_size=16, epochs=1, verbose=0, shuffle=False,
                   callbacks=[kr.callbacks.RegularizationScheduler(), Steps()])
-        print(json.dumps({{"same": same, "type": type(layer).__name__,
-                          "rate": rate, "losses": losses}}))
+        print(json.dumps({"same": same, "type": type(layer).__name__,
+                          "rate": rate, "losses": losses}))
         """,
         tmp_path,
     )

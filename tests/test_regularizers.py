@@ -4,7 +4,6 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND
 from conftest import run_python
 from keras import ops
 
