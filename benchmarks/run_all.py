@@ -69,6 +69,7 @@ def main():
     flags = ["--reps", args.reps, "--steps", args.steps]
     regularizers = [run("bench_regularizers.py", b, flags) for b in BACKENDS]
     dropout = [run("bench_dropout.py", b, flags) for b in BACKENDS]
+    sparsity = [run("bench_sparsity.py", b, flags) for b in BACKENDS]
     imports = [run("bench_import.py", b, ["--reps", args.reps]) for b in BACKENDS]
     versions = subprocess.run(
         [sys.executable, "-c",
@@ -77,6 +78,13 @@ def main():
          "numpy {numpy.__version__}')"],
         capture_output=True, text=True, env=dict(os.environ, KERAS_BACKEND="jax"),
     ).stdout.strip()
+    sparsity_rows = "\n".join(
+        f"| {r['backend']} | {r['epoch_ms']['none']:.1f} ms | {r['epoch_ms']['monitor']:.1f} ms | "
+        f"{r['ratio_monitor_to_none']:.3f} | {r['measure_ms']:.2f} ms | "
+        f"{100 * r['measure_fraction_of_epoch']:.2f}% | {r['scan_GB_per_s']:.2f} / "
+        f"{r['copy_GB_per_s']:.2f} GB/s |"
+        for r in sparsity
+    )
     import_rows = "\n".join(
         f"| {r['backend']} | {r['median_ms']['keras']:.0f} ms | "
         f"{r['median_ms']['keras + keras_regx']:.0f} ms | {r['added_ms']:+.0f} ms |"
@@ -110,6 +118,17 @@ Weights: three Dense(512) with Dropout(0.3) after each, against three
 DropConnectDense(512, rate=0.3), batch 128.
 
 {table(dropout, "weights_ms", "weights_ratio", "Dense + keras.layers.Dropout")}
+
+## SparsityMonitor (`bench_sparsity.py`)
+
+The regularizer benchmark's MLP (no regularization), one epoch of {args.steps} steps
+with and without `SparsityMonitor()` (`update_freq="epoch"`), interleaved; one
+measurement alone (median of 200 calls, as a share of the epoch); the scan's
+throughput against a plain device copy of the same weights.
+
+| backend | epoch | epoch with monitor | ratio | one measurement | share of epoch | scan / copy |
+|---|---|---|---|---|---|---|
+{sparsity_rows}
 
 ## Import time (`bench_import.py`)
 

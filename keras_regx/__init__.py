@@ -8,6 +8,7 @@ from keras_regx import callbacks
 from keras_regx import layers
 from keras_regx import regularizers
 from keras_regx import schedules
+from keras_regx import sparsity
 from keras_regx import utils
 from keras_regx.regularizers import L1
 from keras_regx.regularizers import L2
@@ -23,5 +24,6 @@ __all__ = [
     "layers",
     "regularizers",
     "schedules",
+    "sparsity",
     "utils",
 ]

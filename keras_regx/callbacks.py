@@ -1,9 +1,12 @@
-"""Callbacks that drive scheduled hyperparameters during `fit()`."""
+"""Callbacks that drive scheduled hyperparameters and monitor sparsity during `fit()`."""
 
 import keras
 from keras import ops
 
 from keras_regx._hyperparameters import ScheduledHyperparameters
+from keras_regx.schedules import check_real
+from keras_regx.sparsity import _check_bool
+from keras_regx.sparsity import _Counter
 
 _PACKAGE = "keras_regx"
 _UPDATE_FREQS = ("batch", "epoch")
@@ -188,3 +191,142 @@ class RegularizationScheduler(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._log(logs)
+
+
+def _check_update_freq(update_freq):
+    if update_freq in ("epoch", "batch"):
+        return update_freq
+    if isinstance(update_freq, bool) or not isinstance(update_freq, (int, str)):
+        raise TypeError(
+            "Invalid value for argument `update_freq`: expected 'epoch', 'batch' "
+            "or a positive integer number of batches. "
+            f"Received: update_freq={update_freq!r} (of type {type(update_freq).__name__})"
+        )
+    if isinstance(update_freq, str) or update_freq < 1:
+        raise ValueError(
+            "Invalid value for argument `update_freq`: expected 'epoch', 'batch' "
+            f"or a positive integer number of batches. Received: update_freq={update_freq!r}"
+        )
+    return update_freq
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SparsityMonitor(keras.callbacks.Callback):
+    """Logs the fraction of (near-)zero weights of the model during `fit()`.
+
+    Writes into `logs`, so `History`, `CSVLogger`, `TensorBoard` and the
+    progress bar show the figures (place the monitor before `CSVLogger` and
+    `TensorBoard` in the callback list: callbacks see `logs` in list order):
+
+    - `"sparsity"`: kernel entries with `abs(w) <= threshold` / all kernel
+      entries, over every layer, nested layers and sub-models included
+      (biases too with `include_bias=True`);
+    - with `per_layer=True`, `"sparsity/<layer name>"` per layer with a kernel;
+    - with `structured=True`, `"sparsity/<layer>/units"` (fraction of all-zero
+      output units of `Dense`, filters of convolutions: slices along the
+      kernel's last axis) and, for 2-D kernels, `"sparsity/<layer>/inputs"`
+      (fraction of all-zero input rows).
+
+    The figures are those of `keras_regx.sparsity.model_sparsity`: one pass
+    over all weights, compiled once per model (tf.function, jax.jit, eager
+    PyTorch), then one transfer of a small vector of counts to the host. They
+    equal what NumPy counts on the same weights. NaN and inf weights count as
+    nonzero and never raise.
+
+    With `update_freq="epoch"` the weights are measured at each epoch end and
+    the monitor is `async_safe` (it adds no device wait to the steps). With
+    `update_freq=N` (or `"batch"`, N=1) they are also measured after every N
+    batches of an epoch, into the batch `logs` the progress bar shows; this
+    makes Keras wait for each step to finish and, on JAX, syncs the model
+    state at each measurement, so measure sparsely.
+
+    Args:
+        threshold: float >= 0; weights with `abs(w) <= threshold` count as zero.
+        per_layer: bool, whether to log one figure per layer with a kernel.
+        update_freq: `"epoch"`, `"batch"` or an int N >= 1 (every N batches,
+            and at each epoch end).
+        include_bias: bool, whether biases count in the global `"sparsity"`.
+        structured: bool, whether to log the per-layer unit/input figures
+            (needs `per_layer=True`).
+
+    Example:
+    ```python
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="hidden")])
+    >>> kernel = np.array([[0, 1], [0, 0], [0, 3], [0, 4]], "float32")
+    >>> model.get_layer("hidden").set_weights([kernel, np.zeros(2, "float32")])
+    >>> model.compile(keras.optimizers.SGD(0.0), "mse")
+    >>> history = model.fit(np.ones((8, 4)), np.ones((8, 2)), epochs=2, verbose=0,
+    ...                     callbacks=[kr.callbacks.SparsityMonitor(structured=True)])
+    >>> history.history["sparsity"], history.history["sparsity/hidden/units"]
+    ([0.625, 0.625], [0.5, 0.5])
+    ```
+    """
+
+    def __init__(self, threshold=0.0, per_layer=True, update_freq="epoch",
+                 include_bias=False, structured=False):
+        super().__init__()
+        self.threshold = check_real("threshold", threshold, minimum=0.0)
+        self.per_layer = _check_bool("per_layer", per_layer)
+        self.update_freq = _check_update_freq(update_freq)
+        self.include_bias = _check_bool("include_bias", include_bias)
+        self.structured = _check_bool("structured", structured)
+        if structured and not per_layer:
+            raise ValueError(
+                "Invalid value for argument `structured`: the structured figures "
+                "are per layer, so `structured=True` needs `per_layer=True`. "
+                "Received: structured=True, per_layer=False"
+            )
+        self._every = None if update_freq == "epoch" else (
+            1 if update_freq == "batch" else update_freq
+        )
+        # At epoch granularity the batch-end hook does nothing, so Keras may
+        # dispatch it on its callback thread. A per-batch measurement reads
+        # the model (on JAX: syncs its state), which must not race the steps.
+        self.async_safe = self._every is None
+        self._counter = None
+
+    def get_config(self):
+        return {
+            "threshold": self.threshold,
+            "per_layer": self.per_layer,
+            "update_freq": self.update_freq,
+            "include_bias": self.include_bias,
+            "structured": self.structured,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def _measure(self):
+        # On JAX, reading `self.model` syncs the running state into the
+        # variables, so the counter reads the current weights.
+        model = self.model
+        if self._counter is None or self._counter.model is not model:
+            self._counter = _Counter(
+                model, self.threshold, self.per_layer, self.include_bias,
+                self.structured,
+            )
+            self._counter.model = model
+        return self._counter()
+
+    def on_train_begin(self, logs=None):
+        # Reuse the compiled pass across fits of the same, unchanged model.
+        counter = self._counter
+        if counter is not None and not (
+            counter.model is self.model and counter.matches(self.model)
+        ):
+            self._counter = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._next = self._every
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._every is None or logs is None or batch + 1 < self._next:
+            return
+        logs.update(self._measure())
+        self._next = (batch + 1) // self._every * self._every + self._every
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(self._measure())

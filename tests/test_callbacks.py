@@ -263,3 +263,221 @@ def test_bad_input(kwargs, exc, match):
 
 def test_top_level_access():
     assert kr.callbacks.RegularizationScheduler is RegularizationScheduler
+
+
+# SparsityMonitor
+
+from keras_regx.callbacks import SparsityMonitor  # noqa: E402
+from keras_regx.sparsity import model_sparsity  # noqa: E402
+
+RAMP_IN = 16  # inputs of the pruning model; kernel entries 0.5, 1.0, ..., 8.0
+
+
+def pruning_model():
+    """A model whose kernel loses exactly one more nonzero entry per step.
+
+    The loss `mean(y_pred)` on inputs of ones has gradient 1 for every kernel
+    entry, so SGD(0.5) lowers each by 0.5 per step and the `NonNeg`
+    constraint (applied inside the compiled step) clamps the ones that cross
+    zero: after `k` steps, `min(k, 16)` of the 16 entries are exactly zero.
+    """
+    model = keras.Sequential(
+        [
+            keras.Input((RAMP_IN,)),
+            keras.layers.Dense(
+                1,
+                use_bias=False,
+                kernel_initializer=keras.initializers.Constant(
+                    0.5 * np.arange(1, RAMP_IN + 1, dtype="float32")[:, None]
+                ),
+                kernel_constraint=keras.constraints.NonNeg(),
+                name="pruned",
+            ),
+        ]
+    )
+    model.compile(keras.optimizers.SGD(0.5), lambda y_true, y_pred: keras.ops.mean(y_pred))
+    return model
+
+
+class BatchLogs(keras.callbacks.Callback):
+    def __init__(self, key):
+        super().__init__()
+        self.key = key
+        self.values = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.values.append(logs.get(self.key))
+
+
+def ones(n, features=RAMP_IN):
+    return np.ones((n, features), "float32"), np.zeros((n, 1), "float32")
+
+
+def test_sparsity_every_n_batches_follows_the_weights():
+    model = pruning_model()
+    seen = BatchLogs("sparsity/pruned")
+    x, y = ones(6)
+    history = model.fit(x, y, batch_size=1, epochs=2, verbose=0, shuffle=False,
+                        callbacks=[SparsityMonitor(update_freq=2), seen])
+    expected = [None if step % 2 else min(step, RAMP_IN) / RAMP_IN for step in range(1, 13)]
+    assert seen.values == expected
+    assert history.history["sparsity"] == [6 / RAMP_IN, 12 / RAMP_IN]
+    assert history.history["sparsity/pruned"] == [6 / RAMP_IN, 12 / RAMP_IN]
+
+
+def test_epoch_sparsity_follows_the_weights():
+    model = pruning_model()
+    seen = BatchLogs("sparsity")
+    x, y = ones(4)
+    monitor = SparsityMonitor()
+    history = model.fit(x, y, batch_size=2, epochs=3, verbose=0, shuffle=False,
+                        callbacks=[monitor, seen])
+    assert history.history["sparsity"] == [2 / RAMP_IN, 4 / RAMP_IN, 6 / RAMP_IN]
+    assert seen.values == [None] * 6  # nothing at batch ends
+    # A second fit of the same model reuses the compiled pass.
+    counter = monitor._counter
+    history = model.fit(x, y, batch_size=2, epochs=1, verbose=0, shuffle=False,
+                        callbacks=[monitor])
+    assert monitor._counter is counter
+    assert history.history["sparsity"] == [8 / RAMP_IN]
+
+
+def nested_sparse_model():
+    inner = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(5, name="inner_a")], name="inner"
+    )
+    inputs = keras.Input((6,))
+    outputs = keras.layers.Dense(2, name="head")(inner(inputs))
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    for layer in (inner.get_layer("inner_a"), model.get_layer("head")):
+        kernel, bias = (rng.normal(size=tuple(v.shape)).astype("float32") for v in layer.weights)
+        kernel[rng.random(kernel.shape) < 0.4] = 0.0
+        kernel[0, 0] = 0.125  # at the threshold below
+        kernel[:, 1] = 0.0
+        kernel[2, :] = -0.0
+        bias[0] = 0.0
+        layer.set_weights([kernel, bias])
+    model.compile(keras.optimizers.SGD(0.0), "mse")
+    return model
+
+
+def np_kernel_sparsity(model, threshold):
+    kernels = {
+        name: keras.ops.convert_to_numpy(layer.kernel)
+        for name, layer in (("inner_a", model.get_layer("inner").get_layer("inner_a")),
+                            ("head", model.get_layer("head")))
+    }
+    count = {k: int(np.count_nonzero(np.abs(w) <= np.float32(threshold))) for k, w in kernels.items()}
+    result = {"sparsity": sum(count.values()) / sum(w.size for w in kernels.values())}
+    for k, w in kernels.items():
+        result[f"sparsity/{k}"] = count[k] / w.size
+        result[f"sparsity/{k}/units"] = (
+            np.all(np.abs(w) <= np.float32(threshold), axis=0).sum() / w.shape[1]
+        )
+        result[f"sparsity/{k}/inputs"] = (
+            np.all(np.abs(w) <= np.float32(threshold), axis=1).sum() / w.shape[0]
+        )
+    return result
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.125])
+def test_sparsity_in_history_and_csv_logger_equals_numpy(tmp_path, threshold):
+    model = nested_sparse_model()
+    expected = np_kernel_sparsity(model, threshold)
+    path = tmp_path / "log.csv"
+    x, y = np.ones((4, 6), "float32"), np.ones((4, 2), "float32")
+    history = model.fit(
+        x, y, batch_size=2, epochs=2, verbose=0,
+        callbacks=[SparsityMonitor(threshold=threshold, structured=True),
+                   keras.callbacks.CSVLogger(str(path))],
+    )
+    for key, value in expected.items():
+        assert history.history[key] == [value, value], key
+    assert set(history.history) == set(expected) | {"loss"}
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["sparsity"]) for r in rows] == pytest.approx([expected["sparsity"]] * 2)
+    assert model_sparsity(model, threshold, structured=True) == expected
+
+
+class PoisonAtEpochEnd(keras.callbacks.Callback):
+    """Writes NaN and inf into a kernel after the last step of the epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        layer = self.model.get_layer("head")
+        kernel = keras.ops.convert_to_numpy(layer.kernel).copy()
+        kernel[0, :] = [np.nan, np.inf]
+        kernel[1, 1] = -np.inf
+        layer.kernel.assign(kernel)
+
+
+def test_nan_and_inf_weights_count_as_nonzero():
+    model = nested_sparse_model()
+    x, y = np.ones((2, 6), "float32"), np.ones((2, 2), "float32")
+    history = model.fit(x, y, verbose=0, callbacks=[
+        PoisonAtEpochEnd(), SparsityMonitor(threshold=0.125, structured=True)])
+    kernel = keras.ops.convert_to_numpy(model.get_layer("head").kernel)
+    assert np.isnan(kernel[0, 0]) and np.isinf(kernel[1, 1])
+    expected = np_kernel_sparsity(model, 0.125)
+    assert {k: v[0] for k, v in history.history.items() if k != "loss"} == expected
+
+
+def test_include_bias_and_per_layer_false():
+    model = nested_sparse_model()
+    weights = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    zeros = sum(int(np.count_nonzero(w == 0)) for w in weights)
+    x, y = np.ones((2, 6), "float32"), np.ones((2, 2), "float32")
+    history = model.fit(x, y, verbose=0,
+                        callbacks=[SparsityMonitor(per_layer=False, include_bias=True)])
+    assert set(history.history) == {"loss", "sparsity"}
+    assert history.history["sparsity"] == [zeros / sum(w.size for w in weights)]
+
+
+def test_progress_bar_shows_sparsity(capsys):
+    model = pruning_model()
+    x, y = ones(4)
+    model.fit(x, y, batch_size=2, epochs=1, verbose=1,
+              callbacks=[SparsityMonitor(update_freq="batch")])
+    out = capsys.readouterr().out
+    assert "sparsity: 0.1250" in out and "sparsity/pruned" in out
+
+
+def test_async_safe_only_at_epoch_granularity():
+    assert SparsityMonitor().async_safe is True
+    assert SparsityMonitor(update_freq=3).async_safe is False
+
+
+def test_sparsity_monitor_config_round_trip():
+    cb = SparsityMonitor(threshold=1e-3, per_layer=True, update_freq=5,
+                         include_bias=True, structured=True)
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(cb)
+    )
+    assert isinstance(restored, SparsityMonitor)
+    assert restored.get_config() == {"threshold": 1e-3, "per_layer": True, "update_freq": 5,
+                                     "include_bias": True, "structured": True}
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(threshold=-1.0), ValueError, r"`threshold`: expected a float >= 0.0. Received: threshold=-1.0"),
+        (dict(threshold="0"), TypeError, r"`threshold`.*Received: threshold='0'"),
+        (dict(per_layer="yes"), TypeError, r"`per_layer`: expected a bool"),
+        (dict(include_bias=None), TypeError, r"`include_bias`: expected a bool"),
+        (dict(structured=1), TypeError, r"`structured`: expected a bool"),
+        (dict(update_freq="step"), ValueError, r"`update_freq`.*'epoch', 'batch'.*Received: update_freq='step'"),
+        (dict(update_freq=0), ValueError, r"`update_freq`.*positive.*Received: update_freq=0"),
+        (dict(update_freq=2.0), TypeError, r"`update_freq`.*Received: update_freq=2.0"),
+        (dict(update_freq=True), TypeError, r"`update_freq`"),
+        (dict(per_layer=False, structured=True), ValueError, r"`structured`.*per_layer=True"),
+    ],
+)
+def test_sparsity_monitor_bad_input(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        SparsityMonitor(**kwargs)
+
+
+def test_sparsity_monitor_top_level_access():
+    assert kr.callbacks.SparsityMonitor is SparsityMonitor
