@@ -4,8 +4,8 @@ import keras
 from keras import ops
 
 from keras_regx._hyperparameters import ScheduledHyperparameters
+from keras_regx.schedules import check_bool
 from keras_regx.schedules import check_real
-from keras_regx.sparsity import _check_bool
 from keras_regx.sparsity import _Counter
 
 _PACKAGE = "keras_regx"
@@ -121,13 +121,8 @@ class RegularizationScheduler(keras.callbacks.Callback):
                 "Invalid value for argument `update_freq`: expected one of "
                 f"{_UPDATE_FREQS}. Received: update_freq={update_freq!r}"
             )
-        if not isinstance(log, bool):
-            raise TypeError(
-                "Invalid value for argument `log`: expected a bool. "
-                f"Received: log={log!r} (of type {type(log).__name__})"
-            )
         self.update_freq = update_freq
-        self.log = log
+        self.log = check_bool("log", log)
         # Our batch-end hook only copies host floats into `logs`, so Keras may
         # run it on its callback thread; a synchronous batch-end hook would
         # make every step wait for the device (about 10% on JAX).
@@ -266,10 +261,10 @@ class SparsityMonitor(keras.callbacks.Callback):
                  include_bias=False, structured=False):
         super().__init__()
         self.threshold = check_real("threshold", threshold, minimum=0.0)
-        self.per_layer = _check_bool("per_layer", per_layer)
+        self.per_layer = check_bool("per_layer", per_layer)
         self.update_freq = _check_update_freq(update_freq)
-        self.include_bias = _check_bool("include_bias", include_bias)
-        self.structured = _check_bool("structured", structured)
+        self.include_bias = check_bool("include_bias", include_bias)
+        self.structured = check_bool("structured", structured)
         if structured and not per_layer:
             raise ValueError(
                 "Invalid value for argument `structured`: the structured figures "

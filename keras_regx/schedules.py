@@ -27,6 +27,16 @@ def _describe(value):
     return f"{value!r} (of type {type(value).__name__})"
 
 
+def check_bool(name, value):
+    """Returns `value` if it is a bool, or raises naming the argument."""
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"Invalid value for argument `{name}`: expected a bool. "
+            f"Received: {name}={_describe(value)}"
+        )
+    return value
+
+
 def check_real(name, value, *, minimum=None, strict=False, maximum=None):
     """Returns `value` as a float, or raises naming the argument."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -299,12 +309,7 @@ class Exponential(Schedule):
         self.decay_rate = check_real("decay_rate", decay_rate, minimum=0.0, strict=True)
         self.decay_steps = check_step("decay_steps", decay_steps, minimum=1)
         self.begin_step = check_step("begin_step", begin_step)
-        if not isinstance(staircase, bool):
-            raise TypeError(
-                "Invalid value for argument `staircase`: expected a bool. "
-                f"Received: staircase={_describe(staircase)}"
-            )
-        self.staircase = staircase
+        self.staircase = check_bool("staircase", staircase)
 
     def _formula(self, step, xp):
         p = xp.maximum(step - self.begin_step, 0.0) / self.decay_steps

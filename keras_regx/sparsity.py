@@ -25,6 +25,7 @@ import numbers
 import keras
 from keras import ops
 
+from keras_regx.schedules import check_bool
 from keras_regx.schedules import check_real
 
 
@@ -326,15 +327,6 @@ class _Counter:
         return result
 
 
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise TypeError(
-            f"Invalid value for argument `{name}`: expected a bool. "
-            f"Received: {name}={value!r} (of type {type(value).__name__})"
-        )
-    return value
-
-
 def model_sparsity(model, threshold=0.0, per_layer=True, include_bias=False,
                    structured=False):
     """Sparsity of a model's kernels, as a dict of Python floats.
@@ -381,5 +373,5 @@ def model_sparsity(model, threshold=0.0, per_layer=True, include_bias=False,
     threshold = check_real("threshold", threshold, minimum=0.0)
     for name, value in (("per_layer", per_layer), ("include_bias", include_bias),
                         ("structured", structured)):
-        _check_bool(name, value)
+        check_bool(name, value)
     return _Counter(model, threshold, per_layer, include_bias, structured)()

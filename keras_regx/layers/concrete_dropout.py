@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_regx.layers._base import check_seed
 from keras_regx.schedules import _describe
+from keras_regx.schedules import check_bool
 from keras_regx.schedules import check_real
 
 _PACKAGE = "keras_regx"
@@ -157,12 +158,7 @@ class ConcreteDropout(keras.layers.Wrapper):
                 f"init_min={self.init_min!r} and < 1. Received: init_max={self.init_max!r}"
             )
         self.temperature = check_real("temperature", temperature, minimum=0.0, strict=True)
-        if not isinstance(mc_inference, bool):
-            raise TypeError(
-                "Invalid value for argument `mc_inference`: expected a bool. "
-                f"Received: mc_inference={_describe(mc_inference)}"
-            )
-        self.mc_inference = mc_inference
+        self.mc_inference = check_bool("mc_inference", mc_inference)
         self.seed = check_seed(seed)
         super().__init__(layer, **kwargs)
         self.seed_generator = keras.random.SeedGenerator(self.seed)

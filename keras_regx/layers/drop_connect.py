@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import dropout
+from keras_regx.schedules import check_bool
 
 _PACKAGE = "keras_regx"
 
@@ -67,12 +68,7 @@ class DropConnectDense(ScheduledLayer, keras.layers.Dense):
             seed=seed, units=units, activation=activation, use_bias=use_bias, **kwargs
         )
         self.rate = self._rate("rate", rate)
-        if not isinstance(drop_bias, bool):
-            raise TypeError(
-                "Invalid value for argument `drop_bias`: expected a bool. "
-                f"Received: drop_bias={drop_bias!r}"
-            )
-        self.drop_bias = drop_bias
+        self.drop_bias = check_bool("drop_bias", drop_bias)
 
     def call(self, inputs, training=False):
         kernel, bias = self.kernel, self.bias
