@@ -1,7 +1,10 @@
 """keras_regx: regularization for Keras 3 on TensorFlow, JAX and PyTorch.
 
 Regularizers whose strength can follow a schedule over training, the
-schedules, and the callback that drives them inside compiled `fit()`.
+schedules, the dropout family (`layers`: scheduled, Monte Carlo, DropConnect,
+DropBlock, DropPath, Concrete), Monte Carlo prediction (`utils`), sparsity
+measurement (`sparsity`), and the callbacks that drive schedules and log
+sparsity inside compiled `fit()`.
 """
 
 from keras_regx import callbacks
