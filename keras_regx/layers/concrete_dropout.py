@@ -64,7 +64,9 @@ class ConcreteDropout(keras.layers.Wrapper):
     rate without reason (the reference PyTorch code sums all parameters);
     regularize it with the wrapped layer's `bias_regularizer` if wanted, and
     leave its `kernel_regularizer` unset, which this term replaces. A layer
-    with neither kernel is refused when the wrapper is built.
+    with neither kernel is refused when the wrapper is built. A wrapper called
+    several times in one step (shared between branches) adds its terms once
+    per call, as Keras' activity regularizers do.
 
     Inference follows the paper: masks are still sampled (Monte Carlo dropout),
     so predictions are random and are averaged over samples, e.g. with
