@@ -10,6 +10,7 @@ evaluates the schedules on the host and writes the variables between steps.
 import warnings
 
 import keras
+from keras import ops
 
 from keras_regx import schedules as schedules_lib
 
@@ -96,6 +97,12 @@ class ScheduledHyperparameters:
                 self._current[arg] = value
                 yield variable, value
 
+    def _value_at_step(self, name, value, step):
+        """`value`, or its schedule evaluated in the graph at `step` (a tensor)."""
+        if name not in self._scheduled:
+            return value
+        return ops.cast(self._scheduled[name][0](step), "float32")
+
     def _warn_if_unscheduled(self, x=None):
         """Warns once when a training step uses schedules nobody drives.
 
@@ -105,10 +112,7 @@ class ScheduledHyperparameters:
         """
         if not self._scheduled or self._scheduler_attached or self._warned_unscheduled:
             return
-        in_training_step = (
-            x is None or isinstance(x, keras.Variable) or in_stateless_scope()
-        )
-        if in_training_step and not in_symbolic_scope():
+        if _in_training_step(x):
             self._warned_unscheduled = True
             warnings.warn(
                 f"`{type(self).__name__}` '{self.name}' has scheduled "
@@ -119,3 +123,9 @@ class ScheduledHyperparameters:
                 "to `fit()`.",
                 stacklevel=3,
             )
+
+
+def _in_training_step(x):
+    """Whether a regularizer called on `x` is called by a training step."""
+    in_step = x is None or isinstance(x, keras.Variable) or in_stateless_scope()
+    return in_step and not in_symbolic_scope()

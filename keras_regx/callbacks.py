@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_regx import _proximal
 from keras_regx._hyperparameters import ScheduledHyperparameters
 from keras_regx.schedules import check_bool
 from keras_regx.schedules import check_real
@@ -139,6 +140,9 @@ class RegularizationScheduler(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         model = self.model
+        if _proximal.attach(model):
+            # A train step traced before would not run the new steps.
+            model.make_train_function(force=True)
         self._objects = scheduled_objects(model)
         for obj in self._objects:
             obj._scheduler_attached = True

@@ -12,12 +12,27 @@ tracks a layer assigned to one of its attributes, so the strength variable of a
 regularizer passed as `kernel_regularizer=` joins the model's state. That is
 what keeps a schedule live inside the compiled JAX train step, and what saves
 the current strength with the model.
+
+With `proximal=True` (L1, ElasticNet, GroupLasso) the non-smooth part of the
+penalty leaves the gradient and is applied instead as a proximal step after
+each optimizer update (soft-threshold, or block soft-threshold for groups),
+which makes weights exactly zero. The penalty's value still counts in the
+loss that `fit()` reports. The `RegularizationScheduler` callback installs
+the proximal steps when training starts; see `keras_regx._proximal` for the
+optimizers it supports.
 """
 
+import numbers
+import warnings
+
 import keras
+from keras import ops
 
 from keras_regx._hyperparameters import ScheduledHyperparameters
+from keras_regx._hyperparameters import _in_training_step
 from keras_regx._penalties import elastic_net
+from keras_regx.schedules import _describe
+from keras_regx.schedules import check_bool
 
 _PACKAGE = "keras_regx"
 
@@ -27,16 +42,44 @@ class ScheduledRegularizer(
 ):
     """Base class: a regularizer whose strengths may follow schedules."""
 
-    def __init__(self, name=None):
+    # Whether the proximal map needs one step size for the whole weight.
+    _needs_scalar_step = False
+
+    def __init__(self, name=None, proximal=False):
         keras.layers.Layer.__init__(self, name=name, dtype="float32", trainable=False)
         self._init_scheduled()
+        self.proximal = check_bool("proximal", proximal)
+        self._proximal_attached = False
+        self._warned_proximal = False
 
     def _finish_init(self):
         self.built = True
 
     def __call__(self, x):
         self._warn_if_unscheduled(x)
+        if self.proximal and not self._proximal_attached:
+            self._warn_if_not_proximal(x)
         return self.call(x)
+
+    def _warn_if_not_proximal(self, x):
+        if self._warned_proximal or not _in_training_step(x):
+            return
+        self._warned_proximal = True
+        warnings.warn(
+            f"`{type(self).__name__}` '{self.name}' has proximal=True but no "
+            "`keras_regx.callbacks.RegularizationScheduler` installed its "
+            "proximal step, so the non-smooth part of its penalty is not "
+            "applied. Pass `callbacks=[keras_regx.callbacks."
+            "RegularizationScheduler()]` to `fit()`.",
+            stacklevel=3,
+        )
+
+    def _check_weight(self, variable):
+        """Raises a ValueError when the regularizer cannot apply to `variable`."""
+
+    def _proximal_map(self, w, step_size, step):
+        """The proximal map of the non-smooth part, for a step of `step_size`."""
+        raise NotImplementedError
 
     def call(self, x):
         raise NotImplementedError
@@ -60,6 +103,15 @@ class L1(ScheduledRegularizer):
         l1: float >= 0, or a schedule (a `keras_regx.schedules` object or a
             `keras.optimizers.schedules.LearningRateSchedule`) giving the
             strength at each optimizer step.
+        proximal: bool. If True, the penalty is applied as a soft-threshold
+            of the weights by `l1` times the optimizer's step after each
+            update (proximal gradient descent) instead of through the
+            gradient, so weights reach exactly 0. Needs the
+            `keras_regx.callbacks.RegularizationScheduler` callback in
+            `fit()` and one of the optimizers SGD, Adam, AdamW, RMSprop or
+            Adagrad (Adam, RMSprop and Adagrad threshold each coordinate by
+            its own step). A scheduled `l1` then follows its schedule at every
+            step. The reported loss still includes `l1 * sum(abs(x))`.
         name: optional name, used for the strength's key in `fit()` logs
             (`"<name>/l1"`).
 
@@ -72,16 +124,25 @@ class L1(ScheduledRegularizer):
     ```
     """
 
-    def __init__(self, l1=0.01, name=None):
-        super().__init__(name=name)
+    def __init__(self, l1=0.01, proximal=False, name=None):
+        super().__init__(name=name, proximal=proximal)
         self.l1 = self._hyperparameter("l1", l1)
         self._finish_init()
 
     def call(self, x):
+        if self.proximal:
+            return elastic_net(_no_gradient(x), self.l1, None)
         return elastic_net(x, self.l1, None)
 
+    def _proximal_map(self, w, step_size, step):
+        return _soft_threshold(w, step_size * self._value_at_step("l1", self.l1, step))
+
     def get_config(self):
-        return {"l1": self._hyperparameter_config("l1", self.l1), "name": self.name}
+        return {
+            "l1": self._hyperparameter_config("l1", self.l1),
+            "proximal": self.proximal,
+            "name": self.name,
+        }
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -125,6 +186,9 @@ class ElasticNet(ScheduledRegularizer):
     Args:
         l1: float >= 0 or a schedule.
         l2: float >= 0 or a schedule.
+        proximal: bool. If True, the L1 term is applied as a soft-threshold
+            after each optimizer update, as in `L1(proximal=True)`, and the L2
+            term stays in the gradient.
         name: optional name, used for the strengths' keys in `fit()` logs
             (`"<name>/l1"`, `"<name>/l2"`).
 
@@ -135,8 +199,8 @@ class ElasticNet(ScheduledRegularizer):
     ```
     """
 
-    def __init__(self, l1=0.01, l2=0.01, name=None):
-        super().__init__(name=name)
+    def __init__(self, l1=0.01, l2=0.01, proximal=False, name=None):
+        super().__init__(name=name, proximal=proximal)
         self.l1 = self._hyperparameter("l1", l1)
         self.l2 = self._hyperparameter("l2", l2)
         self._finish_init()
@@ -145,11 +209,129 @@ class ElasticNet(ScheduledRegularizer):
         # A term whose constant strength is 0 is skipped, as Keras does.
         l1 = self.l1 if "l1" in self._scheduled or self.l1 != 0.0 else None
         l2 = self.l2 if "l2" in self._scheduled or self.l2 != 0.0 else None
-        return elastic_net(x, l1, l2)
+        if not self.proximal or l1 is None:
+            return elastic_net(x, l1, l2)
+        l1_term = elastic_net(_no_gradient(x), l1, None)
+        return l1_term if l2 is None else elastic_net(x, None, l2) + l1_term
+
+    _proximal_map = L1._proximal_map  # the soft-threshold of the L1 term
 
     def get_config(self):
         return {
             "l1": self._hyperparameter_config("l1", self.l1),
             "l2": self._hyperparameter_config("l2", self.l2),
+            "proximal": self.proximal,
             "name": self.name,
         }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class GroupLasso(ScheduledRegularizer):
+    """Group lasso: a penalty on the L2 norms of whole rows, units or filters.
+
+    `loss = factor * sum_i norm(x[..., i, ...])`, one group per index `i`
+    along `axis` (Yuan & Lin 2006; structured sparsity, Wen et al. 2016).
+    The convention is the Keras kernel layout, as in `keras_regx.sparsity`:
+
+    - `axis=-1` (default): the output units of a `Dense` kernel
+      `(inputs, units)`, or the filters of a convolution kernel
+      `(..., in_channels, filters)`;
+    - `axis=0` of a `Dense` kernel: the input features (rows), so a zero
+      group is an input the layer ignores;
+    - `axis=-2` of a convolution kernel: the input channels.
+
+    All groups of one weight have the same size, so the `sqrt(group size)`
+    factor of Yuan & Lin is left to `factor`. The gradient of a group norm at
+    an all-zero group is taken as 0.
+
+    Args:
+        factor: float >= 0, or a schedule giving the strength at each step.
+        axis: int, the weight axis that indexes the groups.
+        proximal: bool. If True, the penalty is applied after each update as
+            a block soft-threshold, `g * max(0, 1 - t / norm(g))` with
+            `t = factor * learning_rate / (1 - momentum)`, which zeroes whole
+            groups exactly. Needs the `RegularizationScheduler` callback and
+            `keras.optimizers.SGD` (the group threshold has no closed form for
+            the per-coordinate steps of adaptive optimizers).
+        name: optional name, used for the strength's key in `fit()` logs
+            (`"<name>/factor"`).
+
+    Example:
+    ```python
+    >>> kernel = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 0.0]], "float32")
+    >>> float(kr.regularizers.GroupLasso(0.5, axis=0)(kernel))  # rows: 5, 0, 1
+    3.0
+    >>> layer = keras.layers.Dense(4, kernel_regularizer=kr.regularizers.GroupLasso(1e-3, axis=0))
+    ```
+    """
+
+    _needs_scalar_step = True
+
+    def __init__(self, factor=0.01, axis=-1, proximal=False, name=None):
+        super().__init__(name=name, proximal=proximal)
+        self.factor = self._hyperparameter("factor", factor)
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+            raise TypeError(
+                "Invalid value for argument `axis`: expected an integer. "
+                f"Received: axis={_describe(axis)}"
+            )
+        self.axis = int(axis)
+        self._finish_init()
+
+    def _group_axes(self, shape):
+        """The axes reduced within a group, for a weight of `shape`."""
+        rank = len(shape)
+        if not -rank <= self.axis < rank:
+            raise ValueError(
+                f"Invalid value for argument `axis` of `GroupLasso` "
+                f"'{self.name}': expected an integer in [{-rank}, {rank}) for a "
+                f"weight of shape {tuple(shape)}. Received: axis={self.axis}"
+            )
+        axis = self.axis % rank
+        return tuple(a for a in range(rank) if a != axis)
+
+    def _check_weight(self, variable):
+        self._group_axes(variable.shape)
+
+    def call(self, x):
+        others = self._group_axes(x.shape)
+        if self.proximal:
+            x = _no_gradient(x)
+        squares = ops.square(x)
+        if others:
+            squares = ops.sum(squares, axis=others)
+        # sqrt has an infinite derivative at 0: give all-zero groups gradient 0.
+        nonzero = ops.greater(squares, 0.0)
+        safe = ops.where(nonzero, squares, ops.ones_like(squares))
+        norms = ops.where(nonzero, ops.sqrt(safe), ops.zeros_like(squares))
+        return ops.cast(self.factor, x.dtype) * ops.sum(norms)
+
+    def _proximal_map(self, w, step_size, step):
+        others = self._group_axes(w.shape)
+        squares = ops.square(w)
+        if others:
+            squares = ops.sum(squares, axis=others, keepdims=True)
+        norms = ops.sqrt(squares)
+        factor = self._value_at_step("factor", self.factor, step)
+        threshold = ops.cast(step_size * factor, w.dtype)
+        shrunk = ops.maximum(norms - threshold, 0.0)
+        return w * (shrunk / ops.where(ops.greater(norms, 0.0), norms, 1.0))
+
+    def get_config(self):
+        return {
+            "factor": self._hyperparameter_config("factor", self.factor),
+            "axis": self.axis,
+            "proximal": self.proximal,
+            "name": self.name,
+        }
+
+
+def _no_gradient(x):
+    """`x` (a variable, tensor or array) as a tensor that gradients skip."""
+    return ops.stop_gradient(ops.convert_to_tensor(x))
+
+
+def _soft_threshold(w, threshold):
+    """`sign(w) * max(|w| - threshold, 0)`: exactly 0 where |w| <= threshold."""
+    threshold = ops.cast(threshold, w.dtype)
+    return ops.sign(w) * ops.maximum(ops.absolute(w) - threshold, 0.0)

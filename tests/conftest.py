@@ -38,6 +38,57 @@ class StepLosses(keras.callbacks.Callback):
         self._seen, self._mean = n, mean
 
 
+def diabetes():
+    """scikit-learn's diabetes data, inputs standardized, target centred and scaled."""
+    from sklearn.datasets import load_diabetes
+
+    x, y = load_diabetes(return_X_y=True)
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    y = (y - y.mean()) / y.std()
+    return x.astype("float32"), y.astype("float32")[:, None]
+
+
+def mse_lipschitz(x):
+    """Lipschitz constant of the gradient of mean((x @ w - y) ** 2) in w."""
+    return float(2.0 * np.linalg.eigvalsh(x.T @ x / len(x)).max())
+
+
+def fit_full_batch(x, y, regularizer, optimizer, steps, jit_compile="auto", repeats=50):
+    """Trains a linear model on (x, y) with `steps` full-batch updates.
+
+    The kernel starts at zero and the bias is not regularized, as in
+    scikit-learn's linear models with an intercept. Each epoch holds `repeats`
+    copies of the data, one full batch each, run as one compiled execution
+    (PyTorch runs one step per execution). Returns the kernel as a numpy array.
+    """
+    model = keras.Sequential(
+        [
+            keras.Input((x.shape[1],)),
+            keras.layers.Dense(
+                y.shape[1], kernel_regularizer=regularizer, kernel_initializer="zeros"
+            ),
+        ]
+    )
+    per_execution = 1 if BACKEND == "torch" else repeats
+    model.compile(optimizer, "mse", jit_compile=jit_compile, steps_per_execution=per_execution)
+    import keras_regx as kr
+
+    model.fit(
+        np.tile(x, (repeats, 1)),
+        np.tile(y, (repeats, 1)),
+        batch_size=len(x),
+        epochs=steps // repeats,
+        shuffle=False,
+        verbose=0,
+        callbacks=[kr.callbacks.RegularizationScheduler()],
+    )
+    return keras.ops.convert_to_numpy(model.layers[0].kernel)
+
+
+def relative_error(got, expected):
+    return float(np.linalg.norm(got - expected) / np.linalg.norm(expected))
+
+
 def run_python(code, tmp_path):
     """Runs `code` in a fresh Python process on this backend; returns its JSON."""
     env = dict(os.environ, KERAS_BACKEND=BACKEND)
