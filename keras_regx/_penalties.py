@@ -28,8 +28,9 @@ def _make_torch_penalty():
     class ElasticNetPenalty(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x, l1, l2):
-            ctx.save_for_backward(x)
-            ctx.l1, ctx.l2 = l1, l2
+            if ctx is not None:
+                ctx.save_for_backward(x)
+                ctx.l1, ctx.l2 = l1, l2
             if l1 is not None:
                 l1_term = l1 * torch.sum(torch.abs(x))
             if l2 is not None:
@@ -52,6 +53,10 @@ def _make_torch_penalty():
     def penalty(x, l1, l2):
         x = x.value if isinstance(x, keras.Variable) else ops.convert_to_tensor(x)
         l1, l2 = (_torch_strength(s, x) for s in (l1, l2))
+        if not (x.requires_grad and torch.is_grad_enabled()):
+            # No gradient to record (a proximal penalty's value, evaluation):
+            # the forward alone, without an autograd node.
+            return ElasticNetPenalty.forward(None, x, l1, l2)
         return ElasticNetPenalty.apply(x, l1, l2)
 
     def _torch_strength(strength, x):

@@ -36,7 +36,8 @@ def _slot(optimizer, slots, variable):
 
 def _sgd_step(optimizer, variable):
     lr = _learning_rate(optimizer, variable.dtype)
-    return lr / (1.0 - float(optimizer.momentum))
+    momentum = float(optimizer.momentum)
+    return lr / (1.0 - momentum) if momentum else lr
 
 
 def _adam_step(optimizer, variable):

@@ -224,7 +224,14 @@ class SparsityMonitor(keras.callbacks.Callback):
     - with `structured=True`, `"sparsity/<layer>/units"` (fraction of all-zero
       output units of `Dense`, filters of convolutions: slices along the
       kernel's last axis) and, for 2-D kernels, `"sparsity/<layer>/inputs"`
-      (fraction of all-zero input rows).
+      (fraction of all-zero input rows);
+    - with `regularization_loss=True`, when some weight has a regularizer,
+      `"regularization_loss"`: the sum of the weight penalties (Keras' and
+      keras_regx regularizers, at their current strengths) at the measured
+      weights, i.e. what they add to the loss of the next step. Beside the
+      epoch's `loss` (a mean over its steps, data part plus penalties) it
+      shows how much of the loss is regularization. Activity regularizers
+      and `add_loss` terms depend on the inputs and are not included.
 
     The figures are those of `keras_regx.sparsity.model_sparsity`: one pass
     over all weights, compiled once per model (tf.function, jax.jit, eager
@@ -247,6 +254,7 @@ class SparsityMonitor(keras.callbacks.Callback):
         include_bias: bool, whether biases count in the global `"sparsity"`.
         structured: bool, whether to log the per-layer unit/input figures
             (needs `per_layer=True`).
+        regularization_loss: bool, whether to log the weight penalties.
 
     Example:
     ```python
@@ -262,8 +270,9 @@ class SparsityMonitor(keras.callbacks.Callback):
     """
 
     def __init__(self, threshold=0.0, per_layer=True, update_freq="epoch",
-                 include_bias=False, structured=False):
+                 include_bias=False, structured=False, regularization_loss=True):
         super().__init__()
+        self.regularization_loss = check_bool("regularization_loss", regularization_loss)
         self.threshold = check_real("threshold", threshold, minimum=0.0)
         self.per_layer = check_bool("per_layer", per_layer)
         self.update_freq = _check_update_freq(update_freq)
@@ -291,6 +300,7 @@ class SparsityMonitor(keras.callbacks.Callback):
             "update_freq": self.update_freq,
             "include_bias": self.include_bias,
             "structured": self.structured,
+            "regularization_loss": self.regularization_loss,
         }
 
     @classmethod
@@ -304,7 +314,7 @@ class SparsityMonitor(keras.callbacks.Callback):
         if self._counter is None or self._counter.model is not model:
             self._counter = _Counter(
                 model, self.threshold, self.per_layer, self.include_bias,
-                self.structured,
+                self.structured, self.regularization_loss,
             )
             self._counter.model = model
         return self._counter()

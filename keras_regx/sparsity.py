@@ -184,9 +184,9 @@ def _compile(fn):
     if backend == "torch":
         import torch
 
-        def run(values):
+        def run(*args):
             with torch.no_grad():
-                return fn(values)
+                return fn(*args)
 
         return run
     return fn
@@ -242,10 +242,12 @@ class _Counter:
     The pass maps the list of weight values to one int32 vector of counts
     (zero entries per weight, then dead slices per structured figure); the
     sizes are static, so one host transfer of that vector gives every figure.
+    With `penalty=True` the same pass also sums the weight regularization
+    penalties (see `_penalized`).
     """
 
     def __init__(self, model, threshold=0.0, per_layer=True, include_bias=False,
-                 structured=False):
+                 structured=False, penalty=False):
         self.threshold = threshold
         self.include_bias = include_bias
         self.ids = _weight_ids(model, include_bias)
@@ -293,29 +295,48 @@ class _Counter:
         self.variables += biases
         self.sizes = [_size(v) for v in self.variables]
         slices = [(i, axis) for i, axis, _ in self.slices]
+        self.penalty = penalty
+        self.penalized, self.strengths = _penalized(model) if penalty else ([], [])
+        penalized, strengths = self.penalized, self.strengths
 
-        def counts(values):
+        def measure(values, weights, strength_values):
             out = [_zero_count(x, threshold) for x in values]
             out += [_structured_count(values[i], threshold, axis) for i, axis in slices]
-            return ops.stack(out)
+            counts = ops.stack(out) if out else ops.zeros((0,), "int32")
+            # Strength variables read as the values passed in: a compiled pass
+            # (jax.jit) would otherwise keep the values it was traced with.
+            total = ops.zeros((), "float32")
+            with keras.StatelessScope(state_mapping=list(zip(strengths, strength_values))):
+                for (_, regularizer), w in zip(penalized, weights):
+                    total = total + ops.cast(regularizer(w), "float32")
+            return counts, total
 
-        self._counts = _compile(counts) if self.variables else None
+        self._measure = _compile(measure) if self.variables or penalized else None
 
     def matches(self, model):
         """Whether `model`'s weights are still the ones this counter measures."""
-        return _weight_ids(model, self.include_bias) == self.ids
+        if _weight_ids(model, self.include_bias) != self.ids:
+            return False
+        if not self.penalty:
+            return True
+        pairs = [(id(v), id(r)) for v, r in _penalized(model)[0]]
+        return pairs == [(id(v), id(r)) for v, r in self.penalized]
 
     def __call__(self):
         """Returns the figures as a dict of Python floats."""
-        if self._counts is None:
-            counts = []
-        else:
-            counts = ops.convert_to_numpy(
-                self._counts([v.value for v in self.variables])
-            ).tolist()
+        counts, total = [], None
+        if self._measure is not None:
+            counts, total = self._measure(
+                [v.value for v in self.variables],
+                [v.value for v, _ in self.penalized],
+                [v.value for v in self.strengths],
+            )
+            counts = ops.convert_to_numpy(counts).tolist()
         zeros = counts[: len(self.variables)]
         dead = counts[len(self.variables):]
         result = {"sparsity": _ratio(sum(zeros), sum(self.sizes))}
+        if self.penalized:
+            result["regularization_loss"] = float(ops.convert_to_numpy(total))
         for key, kernels, specs in self.layers:
             result[key] = _ratio(
                 sum(zeros[i] for i in kernels), sum(self.sizes[i] for i in kernels)
@@ -325,6 +346,29 @@ class _Counter:
                     sum(dead[j] for j in found), sum(self.slices[j][2] for j in found)
                 )
         return result
+
+
+def _penalized(model):
+    """(weight, regularizer) pairs whose penalties Keras adds to the loss, and
+    the variables of those regularizers (keras_regx strengths), once each.
+
+    Keras adds `variable.regularizer(variable)` for every trainable weight of
+    every layer; activity regularizers and `add_loss` terms depend on the
+    inputs and are not among them.
+    """
+    pairs, strengths, seen = [], [], set()
+    for variable in model.trainable_weights:
+        regularizer = getattr(variable, "regularizer", None)
+        if regularizer is None or id(variable) in seen:
+            continue
+        seen.add(id(variable))
+        pairs.append((variable, regularizer))
+        if isinstance(regularizer, keras.layers.Layer):
+            for strength in regularizer.weights:
+                if id(strength) not in seen:
+                    seen.add(id(strength))
+                    strengths.append(strength)
+    return pairs, strengths
 
 
 def model_sparsity(model, threshold=0.0, per_layer=True, include_bias=False,

@@ -456,7 +456,8 @@ def test_sparsity_monitor_config_round_trip():
     )
     assert isinstance(restored, SparsityMonitor)
     assert restored.get_config() == {"threshold": 1e-3, "per_layer": True, "update_freq": 5,
-                                     "include_bias": True, "structured": True}
+                                     "include_bias": True, "structured": True,
+                                     "regularization_loss": True}
 
 
 @pytest.mark.parametrize(
@@ -472,6 +473,7 @@ def test_sparsity_monitor_config_round_trip():
         (dict(update_freq=2.0), TypeError, r"`update_freq`.*Received: update_freq=2.0"),
         (dict(update_freq=True), TypeError, r"`update_freq`"),
         (dict(per_layer=False, structured=True), ValueError, r"`structured`.*per_layer=True"),
+        (dict(regularization_loss="yes"), TypeError, r"`regularization_loss`: expected a bool"),
     ],
 )
 def test_sparsity_monitor_bad_input(kwargs, exc, match):
@@ -481,3 +483,58 @@ def test_sparsity_monitor_bad_input(kwargs, exc, match):
 
 def test_sparsity_monitor_top_level_access():
     assert kr.callbacks.SparsityMonitor is SparsityMonitor
+
+
+class NumpyPenalty(keras.callbacks.Callback):
+    """The weight penalties at each epoch end, computed with NumPy."""
+
+    def __init__(self, scheduled):
+        super().__init__()
+        self.scheduled = scheduled
+        self.values = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        first, second = (self.model.get_layer(n) for n in ("first", "second"))
+        k1, b1, k2 = (keras.ops.convert_to_numpy(w).astype("float64")
+                      for w in (first.kernel, first.bias, second.kernel))
+        strength = self.scheduled._current["l1"]  # the value of the last step
+        self.values.append(
+            0.01 * np.square(k1).sum()
+            + strength * np.abs(b1).sum()
+            + 0.05 * np.sqrt(np.square(k2).sum(axis=1)).sum()
+        )
+
+
+@pytest.mark.parametrize("jit_compile", jit_compile_options())
+def test_regularization_loss_equals_the_penalties_at_the_weights(jit_compile):
+    scheduled = kr.L1(kr.schedules.Linear(0.0, 0.2, end_step=6))
+    model = keras.Sequential([
+        keras.Input((5,)),
+        keras.layers.Dense(4, name="first", kernel_regularizer=keras.regularizers.L2(0.01),
+                           bias_regularizer=scheduled, bias_initializer="ones",
+                           activity_regularizer=keras.regularizers.L2(1.0)),
+        keras.layers.Dense(2, name="second",
+                           kernel_regularizer=kr.GroupLasso(0.05, axis=0)),
+    ])
+    model.compile(keras.optimizers.SGD(0.05), "mse", jit_compile=jit_compile)
+    x = np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
+    y = np.ones((8, 2), "float32")
+    reference = NumpyPenalty(scheduled)
+    history = model.fit(x, y, batch_size=4, epochs=3, verbose=0, shuffle=False, callbacks=[
+        kr.callbacks.RegularizationScheduler(), SparsityMonitor(), reference])
+    got = history.history["regularization_loss"]
+    np.testing.assert_allclose(got, reference.values, rtol=1e-5)
+    # The scheduled strength moved between epochs, and the figure with it.
+    assert len(set(np.round(got, 6))) == 3
+
+
+def test_regularization_loss_only_with_regularizers_and_when_asked():
+    x, y = np.ones((4, 6), "float32"), np.ones((4, 2), "float32")
+    history = nested_sparse_model().fit(x, y, verbose=0, callbacks=[SparsityMonitor()])
+    assert "regularization_loss" not in history.history  # no weight has a regularizer
+    model = keras.Sequential([keras.Input((6,)),
+                              keras.layers.Dense(2, kernel_regularizer=kr.L2(0.1))])
+    model.compile("sgd", "mse")
+    history = model.fit(x, y, verbose=0,
+                        callbacks=[SparsityMonitor(regularization_loss=False)])
+    assert "regularization_loss" not in history.history
