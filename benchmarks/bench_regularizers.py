@@ -35,6 +35,8 @@ def configurations(total_steps):
         "keras L1L2": lambda: keras.regularizers.L1L2(1e-5, 1e-4),
         "kr ElasticNet": lambda: kr.ElasticNet(1e-5, 1e-4),
         "kr ElasticNet scheduled": lambda: kr.ElasticNet(ramp, ramp),
+        "keras L1": lambda: keras.regularizers.L1(1e-5),
+        "kr L1 proximal": lambda: kr.L1(1e-5, proximal=True),
     }
 
 
@@ -63,7 +65,7 @@ def main(reps, steps):
     models = {name: build(make) for name, make in configs.items()}
     callbacks = {
         name: [kr.callbacks.RegularizationScheduler()]
-        for name in configs if "scheduled" in name
+        for name in configs if "scheduled" in name or "proximal" in name
     }
     medians = time_fits(models, callbacks, x, y, BATCH, reps)
     base = medians["none"]
@@ -82,6 +84,7 @@ def main(reps, steps):
             "kr ElasticNet scheduled / kr ElasticNet": ratio(
                 "kr ElasticNet scheduled", "kr ElasticNet"
             ),
+            "kr L1 proximal / keras L1": ratio("kr L1 proximal", "keras L1"),
         },
     }
     print(json.dumps(result))
