@@ -50,11 +50,15 @@ class ScheduledHyperparameters:
             return value
         self._bounds[name] = (minimum, maximum)
         initial = self._scheduled_value(name, value, 0)
+        # autocast=False: under a mixed precision policy the value stays
+        # float32 inside `call` (a rate read as float16 would lose precision
+        # and mismatch float32 noise).
         variable = self.add_weight(
             shape=(),
             dtype="float32",
             initializer=keras.initializers.Constant(initial),
             trainable=False,
+            autocast=False,
             name=name,
         )
         self._scheduled[name] = (value, variable)
