@@ -696,3 +696,107 @@ if BACKEND == "jax":
         _assert_distributed_matches_one_device(result)
         expected = "'batch': 2" if kind == "data_parallel" else "P(None, 'model')"
         assert any(expected in s for s in result["distributed"]["shardings"])
+
+
+class Crash(keras.callbacks.Callback):
+    """Raises after the `at`-th training batch of this callback's life."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at, self.seen = at, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.at:
+            raise RuntimeError("injected fault")
+
+
+def _fault_model():
+    keras.utils.set_random_seed(0)
+    ramp = kr.schedules.Linear(0.0, 0.05, end_step=20)
+    model = keras.Sequential([
+        keras.Input((6,)),
+        keras.layers.Dense(8, activation="relu", name="d1",
+                           kernel_regularizer=kr.L1(ramp, proximal=True, name="l1")),
+        kr.layers.ScheduledDropout(kr.schedules.Linear(0.0, 0.3, end_step=20), seed=1,
+                                   name="drop"),
+        keras.layers.Dense(1, name="d2"),
+    ])
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.5), "mse")
+    return model
+
+
+def _fit_with_backup(model, tmp_path, name, save_freq, extra=()):
+    x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
+    y = np.random.default_rng(1).normal(size=(64, 1)).astype("float32")
+    logger = keras.callbacks.CSVLogger(str(tmp_path / f"{name}.csv"), append=True)
+    callbacks = [
+        kr.callbacks.RegularizationScheduler(),
+        SparsityMonitor(),
+        keras.callbacks.BackupAndRestore(str(tmp_path / f"{name}_backup"), save_freq=save_freq),
+        logger,
+        *extra,
+    ]
+    try:
+        model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, callbacks=callbacks)
+    finally:
+        # CSVLogger closes its file at train end, which a fault skips.
+        csv_file = getattr(logger, "csv_file", None)
+        if csv_file is not None and not csv_file.closed:
+            csv_file.close()
+    with open(tmp_path / f"{name}.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_interrupted_fit_resumes_schedules_proximal_steps_and_logs(tmp_path):
+    # 8 batches per epoch; the fault hits the 5th batch of the second epoch.
+    reference = _fault_model()
+    expected = _fit_with_backup(reference, tmp_path, "reference", "epoch")
+    with pytest.raises(RuntimeError, match="injected fault"):
+        _fit_with_backup(_fault_model(), tmp_path, "run", "epoch", [Crash(13)])
+    model = _fault_model()  # a new process would start here
+    rows = _fit_with_backup(model, tmp_path, "run", "epoch")
+    # BackupAndRestore restored the weights, the optimizer (its iteration
+    # count drives the schedules) and the seed generators (same masks):
+    # the run ends where the uninterrupted one does, exact zeros included.
+    for a, b in zip(reference.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+    assert (keras.ops.convert_to_numpy(model.get_layer("d1").kernel) == 0.0).any()
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]  # none missing or repeated
+    for row, want in zip(rows, expected):
+        for key in ("l1/l1", "drop/rate", "sparsity", "regularization_loss"):
+            assert float(row[key]) == pytest.approx(float(want[key]), rel=1e-5), key
+
+
+def test_mid_epoch_backup_continues_the_schedules_from_the_restored_step(tmp_path):
+    # Keras restores a mid-epoch backup's weights and optimizer but replays the
+    # interrupted epoch from its first batch; the schedules follow the
+    # optimizer's update count, so they continue from the restored step.
+    with pytest.raises(RuntimeError, match="injected fault"):
+        _fit_with_backup(_fault_model(), tmp_path, "run", 3, [Crash(13)])
+    model = _fault_model()
+    rows = _fit_with_backup(model, tmp_path, "run", 3)
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+    restored = 12  # the last backup before the fault: after 12 updates
+    steps = [7, restored + 7, restored + 15]  # the last step of each epoch
+    schedule = kr.schedules.Linear(0.0, 0.05, end_step=20)
+    assert [float(r["l1/l1"]) for r in rows] == pytest.approx(
+        [schedule.value_at(s) for s in steps])
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == restored + 16
+
+
+def test_terminate_on_nan_still_stops_and_the_monitor_reports_nan_weights():
+    model = keras.Sequential([
+        keras.Input((2,)),
+        keras.layers.Dense(1, kernel_regularizer=kr.L1(0.01, proximal=True), name="d"),
+    ])
+    model.compile(keras.optimizers.SGD(1e30), "mse")  # diverges at once
+    x = np.full((32, 2), 1e3, "float32")
+    history = model.fit(x, np.zeros((32, 1), "float32"), batch_size=8, epochs=5, verbose=0,
+                        callbacks=[kr.callbacks.RegularizationScheduler(),
+                                   SparsityMonitor(update_freq=1),
+                                   keras.callbacks.TerminateOnNaN()])
+    assert len(history.history["loss"]) == 1  # stopped in the first epoch
+    kernel = keras.ops.convert_to_numpy(model.get_layer("d").kernel)
+    assert not np.isfinite(kernel).all()
+    assert history.history["sparsity"][0] == np.count_nonzero(kernel == 0) / kernel.size
