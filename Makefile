@@ -1,5 +1,5 @@
 # Two commands on a fresh machine with Python 3.10+:
-#   make demo   - trains a small model on scikit-learn's digits with a scheduled ElasticNet
+#   make demo   - compares 8 regularizers on scikit-learn's digits (table + compare_regularizers.png)
 #   make test   - runs the whole test suite once per Keras backend (TensorFlow, JAX, PyTorch)
 # Each creates .venv and installs what it needs on first use.
 
@@ -22,7 +22,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(PY) examples/scheduled_regularization.py
+	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(PY) examples/compare_regularizers.py
 
 test: $(VENV)/.installed
 	@status=0; for backend in $(BACKENDS); do \

@@ -53,3 +53,30 @@ def test_exact_sparsity_demo(capsys, tmp_path):
     assert none["exact"] == keras_l1["exact"] == 0.0
     assert proximal["exact"] > 0.0
     assert proximal["near"] >= proximal["exact"]
+
+
+def test_compare_regularizers_demo(capsys, tmp_path):
+    module = load("compare_regularizers")
+    png = tmp_path / "compare.png"
+    rows = module.main(**module.FAST, out=str(png))
+    out = capsys.readouterr().out
+    configs = [name for name, _, _ in module.CONFIGS]
+    assert [row["config"] for row in rows] == configs
+    # One progress line per configuration, then the table: one row each.
+    assert out.count(" -> ") == len(configs)
+    assert all(sum(line.startswith(name + " ") for line in out.splitlines()) == 2
+               for name in configs)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for row in rows:
+        grid = module.FAST["grids"][row["config"]]
+        # Chosen on validation data among the grid's strengths only.
+        assert row["strength"] in grid and len(row["scores"]) == len(grid)
+        assert 0.0 <= row["train_accuracy"] <= 1.0 and 0.0 <= row["test_accuracy"] <= 1.0
+        assert abs(row["gap"] - (row["train_accuracy"] - row["test_accuracy"])) < 1e-9
+        assert 0.0 <= row["sparsity"] <= 1.0 and row["seconds"] > 0.0
+        assert len(row["val_curve"]) == len(row["sparsity_curve"]) == module.FAST["epochs"]
+    # Only the soft-threshold step makes exact zeros; subgradient penalties
+    # and dropout leave none.
+    sparsity = {row["config"]: row["sparsity"] for row in rows}
+    assert sparsity.pop("proximal_l1") > 0.0
+    assert set(sparsity.values()) == {0.0}
