@@ -180,7 +180,11 @@ class _Transition(Schedule):
         t = xp.clip((step - self.begin_step) / (self.end_step - self.begin_step), 0.0, 1.0)
         delta = self.initial_value - self.final_value
         value = self.final_value + delta * self._decay(t, xp)
-        # Hold the end values exactly, free of rounding in the formula.
+        # final + (initial - final) * decay can round an ulp past either
+        # value (e.g. when decay rounds to 1 inside the window): keep it
+        # within them, and hold the end values exactly.
+        low, high = sorted((self.initial_value, self.final_value))
+        value = xp.clip(value, low, high)
         value = xp.where(t <= 0.0, self.initial_value, value)
         return xp.where(t >= 1.0, self.final_value, value)
 

@@ -89,6 +89,44 @@ def relative_error(got, expected):
     return float(np.linalg.norm(got - expected) / np.linalg.norm(expected))
 
 
+def fit_under_policy(policy, make_layer, input_shape, jit_compile="auto"):
+    """Trains `[make_layer(), Dense(1)]` for 2 epochs under dtype `policy`.
+
+    The layer's rate follows a schedule driven by RegularizationScheduler.
+    Returns the layer's output dtype in the compiled step, the rates it
+    logged and the losses (the global policy is restored afterwards).
+    """
+    import keras_regx as kr
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        layer = make_layer(kr.schedules.Linear(0.1, 0.4, end_step=3))
+        seen = []
+
+        class Spy(keras.layers.Layer):
+            def call(self, x):
+                seen.append(keras.backend.standardize_dtype(x.dtype))
+                return x
+
+        model = keras.Sequential([keras.Input(input_shape), layer, Spy(),
+                                  keras.layers.Flatten(), keras.layers.Dense(1, dtype="float32")])
+        optimizer = keras.optimizers.SGD(0.01)
+        if policy == "mixed_float16":
+            # Keras' default initial loss scale (2 ** 15) overflows float16 on
+            # the first steps, which the optimizer then skips: start low, so
+            # that every step counts and the rates are known.
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=128.0)
+        model.compile(optimizer, "mse", jit_compile=jit_compile)
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(16,) + tuple(input_shape)).astype("float32")
+        history = model.fit(x, np.ones((16, 1), "float32"), batch_size=8, epochs=2,
+                            verbose=0, callbacks=[kr.callbacks.RegularizationScheduler()])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    rates = [v for k, v in history.history.items() if k.endswith("/rate")][0]
+    return seen[-1], rates, history.history["loss"]
+
+
 def run_python(code, tmp_path):
     """Runs `code` in a fresh Python process on this backend; returns its JSON."""
     env = dict(os.environ, KERAS_BACKEND=BACKEND)

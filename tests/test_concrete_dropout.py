@@ -1,11 +1,18 @@
 """ConcreteDropout: the loss terms in compiled fit, masks, seeds, inference, saving."""
 
+import copy
+import json
+import math
+
 import keras
 import numpy as np
 import pytest
 from conftest import StepLosses
 from conftest import jit_compile_options
 from conftest import run_python
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 import keras_regx as kr
 from keras_regx.layers import ConcreteDropout
@@ -360,3 +367,51 @@ def test_bad_input(kwargs, exc, match):
 def test_top_level_access():
     assert kr.layers.ConcreteDropout is ConcreteDropout
     assert "ConcreteDropout" in kr.layers.__all__
+
+
+# Config round trips for random valid arguments (hypothesis).
+
+PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, database=None)
+PROBABILITIES = st.floats(0.0, 1.0, exclude_min=True, exclude_max=True)
+SEEDS = st.one_of(st.none(), st.integers(0, 2**31 - 1))  # seeds every backend takes
+
+
+def assert_config_round_trips(layer):
+    config = layer.get_config()
+    assert type(layer).from_config(copy.deepcopy(config)).get_config() == config
+    serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(layer)))
+    restored = keras.saving.deserialize_keras_object(serialized, safe_mode=True)
+    assert type(restored) is type(layer) and restored.get_config() == config
+
+
+@PROPERTY
+@given(
+    units=st.integers(1, 64),
+    activation=st.sampled_from([None, "relu", "tanh"]),
+    weight_regularizer=st.floats(0.0, 1e3),
+    dropout_regularizer=st.floats(0.0, 1e3),
+    init=st.lists(PROBABILITIES, min_size=2, max_size=2).map(sorted),
+    temperature=st.floats(0.0, 1e3, exclude_min=True),
+    mc_inference=st.booleans(),
+    seed=SEEDS,
+    bad=st.one_of(st.floats(max_value=0.0), st.floats(min_value=1.0), st.just(math.nan)),
+)
+def test_config_round_trips_for_random_arguments(
+    units, activation, weight_regularizer, dropout_regularizer, init, temperature,
+    mc_inference, seed, bad,
+):
+    layer = ConcreteDropout(
+        keras.layers.Dense(units, activation=activation),
+        weight_regularizer=weight_regularizer, dropout_regularizer=dropout_regularizer,
+        init_min=init[0], init_max=init[1], temperature=temperature,
+        mc_inference=mc_inference, seed=seed,
+    )
+    # The initial rate lies in [init_min, init_max], to float32's precision.
+    assert init[0] * (1 - 1e-5) - 1e-7 <= layer.rate <= init[1] * (1 + 1e-5) + 1e-7
+    assert_config_round_trips(layer)
+    config = layer.get_config()
+    for name in ("init_min", "init_max"):
+        with pytest.raises(ValueError, match=f"`{name}`"):
+            ConcreteDropout.from_config({**config, name: bad})
+    with pytest.raises(ValueError, match="`temperature`"):
+        ConcreteDropout.from_config({**config, "temperature": min(bad, 0.0)})

@@ -1,13 +1,18 @@
 """DropBlock1D and DropBlock2D: exact drop rate, block shape, seeds, schedules, saving."""
 
+import copy
 import json
 import math
 
 import keras
 import numpy as np
 import pytest
+from conftest import fit_under_policy
 from conftest import jit_compile_options
 from conftest import run_python
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 
 from keras_regx import schedules
@@ -406,3 +411,62 @@ def test_wrong_input_rank_raises(cls, shape, message):
         layer(np.ones(shape, "float32"), training=True)
     with pytest.raises(ValueError, match=message):
         keras.Sequential([keras.Input(shape[1:]), cls(0.1, 3, data_format=LAST)])
+
+
+# Config round trips for random valid arguments (hypothesis).
+
+PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, database=None)
+RATE_VALUES = st.floats(0.0, 1.0, exclude_max=True)
+# A drop rate: a float in [0, 1), or a schedule of such values.
+RATE_ARGS = st.one_of(
+    RATE_VALUES,
+    st.builds(schedules.Linear, RATE_VALUES, RATE_VALUES, st.integers(0, 100),
+              st.integers(101, 10_000)),
+    st.builds(schedules.PiecewiseConstant, st.just([10]),
+              st.lists(RATE_VALUES, min_size=2, max_size=2)),
+)
+BAD_RATES = st.one_of(
+    st.floats(max_value=0.0, exclude_max=True), st.floats(min_value=1.0), st.just(math.nan)
+)
+SEEDS = st.one_of(st.none(), st.integers(0, 2**31 - 1))  # seeds every backend takes
+
+
+def assert_config_round_trips(layer):
+    config = layer.get_config()
+    assert type(layer).from_config(copy.deepcopy(config)).get_config() == config
+    serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(layer)))
+    restored = keras.saving.deserialize_keras_object(serialized, safe_mode=True)
+    assert type(restored) is type(layer) and restored.get_config() == config
+
+
+BLOCK_SIZES = {
+    DropBlock1D: st.integers(1, 16),
+    DropBlock2D: st.one_of(st.integers(1, 16), st.tuples(st.integers(1, 16), st.integers(1, 16))),
+}
+
+
+@pytest.mark.parametrize("cls", [DropBlock1D, DropBlock2D])
+@PROPERTY
+@given(data=st.data(), rate=RATE_ARGS, seed=SEEDS, bad=BAD_RATES,
+       data_format=st.sampled_from([None, LAST, FIRST, "Channels_First"]))
+def test_config_round_trips_for_random_arguments(cls, data, rate, seed, bad, data_format):
+    block_size = data.draw(BLOCK_SIZES[cls])
+    layer = cls(rate, block_size, data_format=data_format, seed=seed)
+    assert_config_round_trips(layer)
+    config = layer.get_config()
+    with pytest.raises(ValueError, match="`rate`"):
+        cls.from_config({**config, "rate": bad})
+    with pytest.raises(ValueError, match="`block_size`"):
+        cls.from_config({**config, "block_size": data.draw(st.integers(max_value=0))})
+
+
+@pytest.mark.parametrize("jit_compile", jit_compile_options())
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_keeps_the_compute_dtype_and_a_live_float32_rate(policy, jit_compile):
+    # The scheduled rate stays a float32 variable (not autocast), the output
+    # keeps the policy's compute dtype, and the schedule is live.
+    dtype, rates, losses = fit_under_policy(
+        policy, lambda rate: DropBlock2D(rate, block_size=3, seed=1), (8, 8, 3), jit_compile)
+    assert dtype == policy.split("_")[1]
+    assert rates == pytest.approx([0.1 + 0.3 * 1 / 3, 0.1 + 0.3 * 3 / 3])
+    assert np.isfinite(losses).all()

@@ -1,11 +1,19 @@
 """DropPath / StochasticDepth: whole samples dropped, live schedules, saving."""
 
+import copy
+import json
+import math
+
 import keras
 import numpy as np
 import pytest
 from conftest import StepLosses
+from conftest import fit_under_policy
 from conftest import jit_compile_options
 from conftest import resume_in_fresh_process
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 import keras_regx as kr
 from keras_regx import schedules
@@ -115,3 +123,50 @@ def test_bad_input(kwargs, exc, match):
 
 def test_stochastic_depth_is_drop_path():
     assert kr.layers.StochasticDepth is DropPath is kr.layers.DropPath
+
+
+# Config round trips for random valid arguments (hypothesis).
+
+PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, database=None)
+RATE_VALUES = st.floats(0.0, 1.0, exclude_max=True)
+# A drop rate: a float in [0, 1), or a schedule of such values.
+RATE_ARGS = st.one_of(
+    RATE_VALUES,
+    st.builds(schedules.Linear, RATE_VALUES, RATE_VALUES, st.integers(0, 100),
+              st.integers(101, 10_000)),
+    st.builds(schedules.PiecewiseConstant, st.just([10]),
+              st.lists(RATE_VALUES, min_size=2, max_size=2)),
+)
+BAD_RATES = st.one_of(
+    st.floats(max_value=0.0, exclude_max=True), st.floats(min_value=1.0), st.just(math.nan)
+)
+SEEDS = st.one_of(st.none(), st.integers(0, 2**31 - 1))  # seeds every backend takes
+
+
+def assert_config_round_trips(layer):
+    config = layer.get_config()
+    assert type(layer).from_config(copy.deepcopy(config)).get_config() == config
+    serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(layer)))
+    restored = keras.saving.deserialize_keras_object(serialized, safe_mode=True)
+    assert type(restored) is type(layer) and restored.get_config() == config
+
+
+@PROPERTY
+@given(rate=RATE_ARGS, seed=SEEDS, bad=BAD_RATES)
+def test_config_round_trips_for_random_arguments(rate, seed, bad):
+    layer = DropPath(rate, seed=seed)
+    assert_config_round_trips(layer)
+    with pytest.raises(ValueError, match="`rate`"):
+        DropPath.from_config({**layer.get_config(), "rate": bad})
+
+
+@pytest.mark.parametrize("jit_compile", jit_compile_options())
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_keeps_the_compute_dtype_and_a_live_float32_rate(policy, jit_compile):
+    # The scheduled rate stays a float32 variable (not autocast), the output
+    # keeps the policy's compute dtype, and the schedule is live.
+    dtype, rates, losses = fit_under_policy(
+        policy, lambda rate: kr.layers.DropPath(rate, seed=1), (12,), jit_compile)
+    assert dtype == policy.split("_")[1]
+    assert rates == pytest.approx([0.1 + 0.3 * 1 / 3, 0.1 + 0.3 * 3 / 3])
+    assert np.isfinite(losses).all()

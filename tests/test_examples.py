@@ -2,6 +2,9 @@
 
 import importlib.util
 import pathlib
+import sys
+
+import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
@@ -80,3 +83,22 @@ def test_compare_regularizers_demo(capsys, tmp_path):
     sparsity = {row["config"]: row["sparsity"] for row in rows}
     assert sparsity.pop("proximal_l1") > 0.0
     assert set(sparsity.values()) == {0.0}
+
+
+# KerasTuner calls threading.currentThread() and getName(), deprecated since
+# Python 3.10.
+@pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:getName:DeprecationWarning")
+@pytest.mark.parametrize("tuner", ["keras_tuner", "loop"])
+def test_tune_strength(capsys, tmp_path, monkeypatch, tuner):
+    if tuner == "loop":  # the fallback when keras-tuner is not installed
+        monkeypatch.setitem(sys.modules, "keras_tuner", None)
+    module = load("tune_strength")
+    result = module.main(**module.FAST, directory=str(tmp_path))
+    out = capsys.readouterr().out
+    expected = "keras_tuner.GridSearch" if tuner == "keras_tuner" else "grid search"
+    assert result["method"].startswith(expected) and expected in out
+    assert sorted(result["scores"]) == sorted(module.FAST["strengths"])
+    assert all(0.0 <= s <= 1.0 for s in result["scores"].values())
+    assert result["scores"][result["best"]] == max(result["scores"].values())
+    assert 0.0 <= result["test_accuracy"] <= 1.0

@@ -1,10 +1,19 @@
+import base64
 import json
+import marshal
+import math
 import warnings
+import zipfile
 
 import keras
 import numpy as np
 import pytest
 from conftest import run_python
+from hypothesis import given
+from hypothesis import note
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from keras import ops
 
 import keras_regx as kr
@@ -357,3 +366,144 @@ def test_proximal_penalty_counts_in_the_loss_but_not_in_the_gradient():
         plain_loss, plain_kernel = fit(None)
         assert loss == pytest.approx(plain_loss + penalty, rel=1e-5)
         np.testing.assert_allclose(kernel, plain_kernel, rtol=1e-6)
+
+
+# Properties over random strengths and weights (hypothesis).
+
+PROPERTY = settings(max_examples=40, deadline=None, derandomize=True, database=None)
+STRENGTHS = st.one_of(st.just(0.0), st.floats(1e-6, 10.0))
+# Normal float32 entries (TensorFlow flushes subnormal ones to zero).
+ENTRIES = st.one_of(
+    st.just(0.0), st.floats(2**-20, 1e3, width=32), st.floats(-1e3, -(2**-20), width=32)
+)
+WEIGHTS = hnp.arrays("float32", hnp.array_shapes(min_dims=1, max_dims=4, max_side=4),
+                     elements=ENTRIES)
+SCALES = st.one_of(st.floats(1e-3, 1e2), st.floats(-1e2, -1e-3))
+
+
+def penalty(regularizer, x):
+    return float(ops.convert_to_numpy(regularizer(x)))
+
+
+@st.composite
+def penalty_cases(draw, name):
+    """A regularizer `name`, weights, its parts with their degrees, and its formula.
+
+    Each strength is a float or, at random, a constant schedule (a float32
+    variable then holds it).
+    """
+    x = draw(WEIGHTS)
+    w = x.astype("float64")
+    proximal = draw(st.booleans())
+
+    def strength():
+        value = draw(STRENGTHS)
+        if draw(st.booleans()):
+            return schedules.Constant(value), float(np.float32(value))
+        return value, value
+
+    if name == "L2":
+        (l2, s2) = strength()
+        reg = regularizers.L2(l2)
+        return reg, x, [(reg, 2)], s2 * np.square(w).sum()
+    if name == "GroupLasso":
+        (factor, s1), axis = strength(), draw(st.integers(-x.ndim, x.ndim - 1))
+        reg = regularizers.GroupLasso(factor, axis=axis, proximal=proximal)
+        others = tuple(a for a in range(x.ndim) if a != axis % x.ndim)
+        return reg, x, [(reg, 1)], s1 * np.sqrt(np.square(w).sum(axis=others)).sum()
+    (l1, s1) = strength()
+    if name == "L1":
+        reg = regularizers.L1(l1, proximal=proximal)
+        return reg, x, [(reg, 1)], s1 * np.abs(w).sum()
+    (l2, s2) = strength()
+    reg = regularizers.ElasticNet(l1, l2, proximal=proximal)
+    parts = [(regularizers.ElasticNet(l1, 0.0, proximal=proximal), 1),
+             (regularizers.ElasticNet(0.0, l2, proximal=proximal), 2)]
+    return reg, x, parts, s1 * np.abs(w).sum() + s2 * np.square(w).sum()
+
+
+@pytest.mark.parametrize("name", ["L1", "L2", "ElasticNet", "GroupLasso"])
+@PROPERTY
+@given(data=st.data())
+def test_penalty_properties(name, data):
+    """Non-negative, zero at zero, homogeneous of its degree, its numpy formula."""
+    reg, x, parts, expected = data.draw(penalty_cases(name))
+    c = data.draw(SCALES)
+    note(f"{name}: {reg.get_config()}, shape {x.shape}")
+    value = penalty(reg, x)
+    assert math.isfinite(value) and value >= 0.0
+    assert penalty(reg, np.zeros_like(x)) == 0.0
+    np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-30)
+    cx = (c * x.astype("float64")).astype("float32")
+    for part, degree in parts:
+        np.testing.assert_allclose(penalty(part, cx), abs(c) ** degree * penalty(part, x),
+                                   rtol=3e-5, atol=1e-30, err_msg=f"degree {degree}")
+    np.testing.assert_allclose(value, sum(penalty(part, x) for part, _ in parts),
+                               rtol=1e-5, atol=1e-30)
+
+
+# Hostile files: `.keras` archives built by hand whose configs carry code or
+# bad values. Loading with safe_mode=True must refuse them with an error that
+# names the problem, and never run the code (the lambda would create a file).
+def _hostile_archive(tmp_path, mutate):
+    model = keras.Sequential([
+        keras.Input((3,)),
+        keras.layers.Dense(2, name="d", kernel_regularizer=regularizers.L1(
+            schedules.Linear(0.0, 0.1, end_step=5))),
+        kr.layers.ScheduledDropout(0.2, name="drop"),
+    ])
+    model.save(tmp_path / "ok.keras")
+    with zipfile.ZipFile(tmp_path / "ok.keras") as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    layers = {layer["config"]["name"]: layer["config"] for layer in config["config"]["layers"]}
+    mutate(layers["d"]["kernel_regularizer"]["config"], layers["drop"])
+    path = tmp_path / "hostile.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, json.dumps(config) if name == "config.json" else data)
+    return path
+
+
+def _lambda_config(marker):
+    code = (lambda step: open(marker, "w").close() or 0.1).__code__
+    return {"class_name": "__lambda__", "config": {
+        "code": base64.b64encode(marshal.dumps(code)).decode(), "defaults": None, "closure": None}}
+
+
+HOSTILE = [
+    ("lambda strength", lambda reg, drop, lam: reg.__setitem__("l1", lam),
+     r"lambda.*safe_mode"),
+    ("lambda inside a schedule", lambda reg, drop, lam: reg["l1"]["config"].__setitem__("initial_value", lam),
+     r"`initial_value`: expected a float.*__lambda__"),
+    ("unknown class", lambda reg, drop, lam: reg.__setitem__(
+        "l1", {"module": "evil", "class_name": "Evil", "config": {}, "registered_name": "evil>Evil"}),
+     r"Evil"),
+    ("a function by module path", lambda reg, drop, lam: reg.__setitem__(
+        "l1", {"module": "os", "class_name": "function", "config": "system", "registered_name": "system"}),
+     r"system"),
+    ("wrong type", lambda reg, drop, lam: reg.__setitem__("l1", "0.1"),
+     r"`l1`: expected a float or a schedule.*'0.1'"),
+    ("out of range in a schedule", lambda reg, drop, lam: reg["l1"]["config"].__setitem__("final_value", -1.0),
+     r"`final_value`: expected a float >= 0"),
+    ("bad step", lambda reg, drop, lam: reg["l1"]["config"].__setitem__("end_step", -3),
+     r"`end_step`: expected an integer >= 0"),
+    ("proximal not a bool", lambda reg, drop, lam: reg.__setitem__("proximal", "yes"),
+     r"`proximal`: expected a bool"),
+    ("dropout rate out of range", lambda reg, drop, lam: drop.__setitem__("rate", 1.5),
+     r"`rate`: expected a float >= 0.0 and < 1.0"),
+    ("dropout rate of the wrong type", lambda reg, drop, lam: drop.__setitem__("rate", [0.1]),
+     r"`rate`: expected a float or a schedule"),
+    ("unknown argument", lambda reg, drop, lam: drop.__setitem__("evil", 1),
+     r"Unrecognized keyword arguments.*evil"),
+]
+
+
+@pytest.mark.parametrize("case,mutate,match", HOSTILE, ids=[c[0] for c in HOSTILE])
+def test_hostile_keras_file_is_refused_without_running_code(tmp_path, case, mutate, match):
+    marker = tmp_path / "code_ran"
+    lam = _lambda_config(str(marker))
+    path = _hostile_archive(tmp_path, lambda reg, drop: mutate(reg, drop, lam))
+    with pytest.raises((TypeError, ValueError), match=match):
+        keras.models.load_model(path, safe_mode=True)
+    assert not marker.exists()

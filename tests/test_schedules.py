@@ -1,8 +1,14 @@
+import copy
+import json
 import math
 
 import keras
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import note
+from hypothesis import settings
+from hypothesis import strategies as st
 from keras import ops
 
 from keras_regx import schedules
@@ -217,3 +223,319 @@ def test_config_with_out_of_range_value_is_refused_on_load():
     config["config"]["end_step"] = -4
     with pytest.raises(ValueError, match="`end_step`"):
         keras.saving.deserialize_keras_object(config, safe_mode=True)
+
+
+# Properties over random valid arguments and steps (hypothesis). Steps stay
+# below 2**24, where they are exact in float32, the dtype of the graph formula.
+
+PROPERTY = settings(max_examples=30, deadline=None, derandomize=True, database=None)
+MAX_STEP = 2**24
+# Normal float32 numbers (TensorFlow flushes subnormal ones to zero), as the
+# graph computes in float32.
+VALUES = st.one_of(st.just(0.0), st.floats(1e-30, 1e6))
+POWERS = st.floats(1e-6, 20.0)
+TRANSITIONS = [schedules.Linear, schedules.Polynomial, schedules.Cosine]
+
+
+def windows(max_begin=2**23, max_width=2**23):
+    return st.tuples(st.integers(0, max_begin), st.integers(1, max_width)).map(
+        lambda bw: (bw[0], bw[0] + bw[1])
+    )
+
+
+@st.composite
+def transitions(draw, cls, initial=None, max_window=2**23):
+    begin, end = draw(windows(max_window, max_window))
+    initial = draw(VALUES) if initial is None else initial
+    args = [initial, draw(VALUES), begin, end]
+    if cls is schedules.Polynomial:
+        args.append(draw(POWERS))
+    return cls(*args)
+
+
+@st.composite
+def exponentials(draw, growth=True, staircase=None, initial=None, max_begin=2**23):
+    initial = draw(VALUES) if initial is None else initial
+    rate = draw(st.floats(1e-3, 1e3 if growth else 1.0))
+    staircase = draw(st.booleans()) if staircase is None else staircase
+    return schedules.Exponential(
+        initial, rate, draw(st.integers(1, 2**20)), draw(st.integers(0, max_begin)), staircase
+    )
+
+
+@st.composite
+def piecewise(draw, max_boundary=MAX_STEP - 1):
+    boundaries = sorted(draw(st.sets(st.integers(0, max_boundary), max_size=4)))
+    values = draw(st.lists(VALUES, min_size=len(boundaries) + 1, max_size=len(boundaries) + 1))
+    return schedules.PiecewiseConstant(boundaries, values)
+
+
+def parts(max_window=2**20):
+    """Schedules to join: of every kind, growing exponentials left out (unbounded)."""
+    return st.one_of(
+        st.builds(schedules.Constant, VALUES),
+        *[transitions(cls, max_window=max_window) for cls in TRANSITIONS],
+        exponentials(growth=False, max_begin=max_window),
+        piecewise(max_boundary=max_window),
+    )
+
+
+@st.composite
+def joins(draw):
+    pieces = draw(st.lists(parts(), min_size=1, max_size=4))
+    boundaries = sorted(draw(st.sets(st.integers(1, MAX_STEP), min_size=len(pieces) - 1,
+                                     max_size=len(pieces) - 1)))
+    return schedules.Join(pieces, boundaries)
+
+
+@st.composite
+def meeting_joins(draw):
+    """Joins of continuous parts, each starting where the previous one stands."""
+    boundaries = sorted(draw(st.sets(st.integers(1, MAX_STEP), min_size=1, max_size=3)))
+    starts = [0, *boundaries]
+    pieces = []
+    for i in range(len(starts)):
+        initial = None if i == 0 else pieces[-1].value_at(starts[i] - starts[i - 1])
+        pieces.append(draw(st.one_of(
+            st.builds(schedules.Constant, VALUES if initial is None else st.just(initial)),
+            *[transitions(cls, initial, max_window=2**20) for cls in TRANSITIONS],
+            exponentials(growth=False, staircase=False, initial=initial, max_begin=2**20),
+        )))
+    return schedules.Join(pieces, boundaries)
+
+
+def edges(schedule, start=0):
+    """The steps where `schedule` changes regime, counted from `start`."""
+    config = schedule.get_config()
+    if isinstance(schedule, schedules.Join):
+        starts = [0, *config["boundaries"]]
+        inner = [e for s, b in zip(schedule.schedules, starts) for e in edges(s, start + b)]
+        return [start + b for b in config["boundaries"]] + inner
+    points = [config[k] for k in ("begin_step", "end_step") if k in config]
+    if isinstance(schedule, schedules.Exponential):  # where stairs begin
+        points += [config["begin_step"] + k * config["decay_steps"] for k in (1, 7)]
+    return [start + p for p in points + config.get("boundaries", [])]
+
+
+def steps_for(schedule, last=MAX_STEP):
+    """Random steps: anywhere, next to the edges, and between consecutive edges."""
+    points = sorted({p for p in edges(schedule) if p <= last})
+    near = [st.integers(max(p - 2, 0), min(p + 2, last)) for p in points]
+    between = [st.integers(a, b) for a, b in zip(points, points[1:])]
+    return st.lists(st.one_of(st.integers(0, last), *near, *between), min_size=1, max_size=4)
+
+
+def reference(schedule, step, dtype="float64"):
+    """The formula of `schedule`'s docstring at `step`, in NumPy `dtype`."""
+    f = np.dtype(dtype).type
+    c = schedule.get_config()
+    step = f(step)
+    if isinstance(schedule, schedules.Constant):
+        return f(c["value"])
+    if isinstance(schedule, schedules.PiecewiseConstant):
+        return f(c["values"][np.searchsorted(c["boundaries"], step, side="left")])
+    if isinstance(schedule, schedules.Join):
+        i = int(np.searchsorted(c["boundaries"], step, side="right"))
+        start = 0 if i == 0 else c["boundaries"][i - 1]
+        return reference(schedule.schedules[i], step - f(start), dtype)
+    if isinstance(schedule, schedules.Exponential):
+        p = np.maximum(step - f(c["begin_step"]), f(0)) / f(c["decay_steps"])
+        if c["staircase"]:
+            p = np.floor(p)
+        return f(c["initial_value"]) * f(c["decay_rate"]) ** p
+    initial, final = f(c["initial_value"]), f(c["final_value"])
+    width = c["end_step"] - c["begin_step"]
+    t = np.clip((step - f(c["begin_step"])) / f(width), f(0), f(1))
+    if isinstance(schedule, schedules.Linear):
+        return initial + (final - initial) * t
+    if isinstance(schedule, schedules.Polynomial):
+        return final + (initial - final) * (f(1) - t) ** f(c["power"])
+    return final + (initial - final) * f(0.5) * (f(1) + np.cos(f(math.pi) * t))
+
+
+def value_range(schedule, step):
+    """[min, max] of the values that define `schedule`, up to `step`.
+
+    An exponential is bounded by its initial value and its un-floored curve at
+    `step` (a staircase lies between); a join by the union of its parts' ranges.
+    """
+    c = schedule.get_config()
+    if isinstance(schedule, schedules.Constant):
+        values = [c["value"]]
+    elif isinstance(schedule, schedules.PiecewiseConstant):
+        values = c["values"]
+    elif isinstance(schedule, schedules.Join):
+        starts = [0, *c["boundaries"]]
+        ranges = [value_range(s, max(step - b, 0)) for s, b in zip(schedule.schedules, starts)
+                  if b <= step]
+        values = [v for r in ranges for v in r]
+    elif isinstance(schedule, schedules.Exponential):
+        p = max(step - c["begin_step"], 0) / c["decay_steps"]
+        values = [c["initial_value"], c["initial_value"] * c["decay_rate"] ** p]
+    else:
+        values = [c["initial_value"], c["final_value"]]
+    return min(values), max(values)
+
+
+def assert_round_trips(schedule, steps):
+    config = schedule.get_config()
+    assert type(schedule).from_config(copy.deepcopy(config)).get_config() == config
+    serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(schedule)))
+    restored = keras.saving.deserialize_keras_object(serialized, safe_mode=True)
+    assert type(restored) is type(schedule) and restored.get_config() == config
+    assert [restored.value_at(s) for s in steps] == [schedule.value_at(s) for s in steps]
+
+
+def assert_properties(schedule, steps, rtol=1e-5):
+    """Finite, within its values, its formula on the host and in the graph, round-trips.
+
+    The graph value is compared with the formula computed in float32, so the
+    tolerance is float32's whatever the formula's conditioning.
+    """
+    note(f"{type(schedule).__name__}: {schedule.get_config()}")
+    for step in steps:
+        host, graph = both(schedule, step)
+        low, high = value_range(schedule, step)
+        atol = 1e-6 * high + 1e-30  # float32 rounding of the values themselves
+        assert math.isfinite(host) and math.isfinite(graph), (step, host, graph)
+        assert low <= host <= high, (step, host, low, high)
+        assert low - atol - rtol * low <= graph <= high + atol + rtol * high, (step, graph)
+        np.testing.assert_allclose(host, reference(schedule, step), rtol=1e-12,
+                                   atol=1e-12 * high + 1e-300, err_msg=f"host, step={step}")
+        np.testing.assert_allclose(graph, reference(schedule, step, "float32"), rtol=rtol,
+                                   atol=atol, err_msg=f"graph, step={step}")
+    assert_round_trips(schedule, steps)
+
+
+def modulus(schedule, h):
+    """A bound on |value(x + h) - value(x)| over all steps x (continuous schedules).
+
+    Exponentials: decaying ones only. The fraction of the window `h` spans is
+    padded for the rounding of `t` in float64.
+    """
+    c = schedule.get_config()
+    if isinstance(schedule, schedules.Constant):
+        return 0.0
+    if isinstance(schedule, schedules.Exponential):
+        assert c["decay_rate"] <= 1.0 and not c["staircase"]
+        return c["initial_value"] * -math.log(c["decay_rate"]) * h / c["decay_steps"] * 1.01
+    delta = abs(c["initial_value"] - c["final_value"])
+    s = 1.01 * h / (c["end_step"] - c["begin_step"]) + 1e-15
+    if isinstance(schedule, schedules.Linear):
+        return delta * s
+    if isinstance(schedule, schedules.Cosine):
+        return delta * math.pi / 2 * s
+    power = c["power"]  # (1 - t) ** p: Lipschitz p for p >= 1, p-Hoelder below
+    return delta * max(power, 1.0) * s ** min(power, 1.0)
+
+
+@PROPERTY
+@given(schedule=st.builds(schedules.Constant, VALUES), data=st.data())
+def test_constant_properties(schedule, data):
+    steps = data.draw(steps_for(schedule))
+    assert_properties(schedule, steps)
+    assert all(schedule.value_at(s) == schedule.value for s in steps)
+
+
+@pytest.mark.parametrize("cls", TRANSITIONS, ids=lambda c: c.__name__)
+@PROPERTY
+@given(data=st.data())
+def test_transition_properties(cls, data):
+    schedule = data.draw(transitions(cls))
+    assert_properties(schedule, data.draw(steps_for(schedule)))
+
+
+@pytest.mark.parametrize("cls", TRANSITIONS, ids=lambda c: c.__name__)
+@PROPERTY
+@given(data=st.data())
+def test_transition_is_continuous(cls, data):
+    schedule = data.draw(transitions(cls))
+    c = schedule.get_config()
+    begin, end = c["begin_step"], c["end_step"]
+    # The end values are held exactly, before and after the window.
+    for step in (begin - 0.5, begin, max(begin - 1e6, 0)):
+        assert schedule.value_at(step) == c["initial_value"]
+    for step in (end, end + 0.5, end + 1e6):
+        assert schedule.value_at(step) == c["final_value"]
+    scale = max(c["initial_value"], c["final_value"])
+    inside = data.draw(st.floats(begin, end))
+    for x in (begin, end, inside):
+        for fraction in (1e-2, 1e-5, 1e-8):
+            for y in (x - fraction * (end - begin), x + fraction * (end - begin)):
+                if y >= 0:
+                    jump = abs(schedule.value_at(y) - schedule.value_at(x))
+                    assert jump <= modulus(schedule, abs(y - x)) + 1e-12 * scale, (x, y, jump)
+
+
+@PROPERTY
+@given(schedule=exponentials(), data=st.data())
+def test_exponential_properties(schedule, data):
+    c = schedule.get_config()
+    last = MAX_STEP
+    if c["decay_rate"] > 1.0:  # growth: stop before float32 overflows (1e30)
+        growth = math.log(1e30 / max(c["initial_value"], 1.0)) / math.log(c["decay_rate"])
+        last = min(last, c["begin_step"] + int(growth * c["decay_steps"]))
+    assert_properties(schedule, data.draw(steps_for(schedule, last)), rtol=3e-5)
+
+
+@PROPERTY
+@given(schedule=exponentials(), data=st.data())
+def test_exponential_starts_continuously_at_begin_step(schedule, data):
+    c = schedule.get_config()
+    begin, decay_steps, initial = c["begin_step"], c["decay_steps"], c["initial_value"]
+    assert schedule.value_at(begin) == initial
+    assert schedule.value_at(data.draw(st.integers(0, begin))) == initial
+    log_rate = abs(math.log(c["decay_rate"]))
+    for fraction in (0.5, 1e-3, 1e-6):
+        h = fraction * decay_steps
+        value = schedule.value_at(begin + h)
+        if c["staircase"]:  # the first stair is the initial value
+            assert value == initial
+        else:
+            bound = initial * log_rate * fraction * max(c["decay_rate"], 1.0) ** fraction
+            assert abs(value - initial) <= 1.01 * bound + 1e-12 * initial
+
+
+@PROPERTY
+@given(schedule=piecewise(), data=st.data())
+def test_piecewise_constant_properties(schedule, data):
+    steps = data.draw(steps_for(schedule))
+    assert_properties(schedule, steps)
+    for step in steps:
+        host, graph = both(schedule, step)
+        assert host in schedule.values
+        assert graph in [float(np.float32(v)) for v in schedule.values]
+
+
+@PROPERTY
+@given(schedule=joins(), data=st.data())
+def test_join_properties(schedule, data):
+    steps = data.draw(steps_for(schedule))
+    assert_properties(schedule, steps)
+    # From each boundary on, the next part runs on the step counted from it.
+    starts = [0, *schedule.boundaries]
+    for part, start, stop in zip(schedule.schedules, starts, [*schedule.boundaries, None]):
+        assert schedule.value_at(start) == part.value_at(0)
+        if stop is not None:
+            assert schedule.value_at(stop - 0.5) == part.value_at(stop - 0.5 - start)
+
+
+@PROPERTY
+@given(schedule=meeting_joins())
+def test_join_of_meeting_parts_is_continuous(schedule):
+    starts = [0, *schedule.boundaries]
+    scale = max(value_range(schedule, MAX_STEP)[1], 1e-300)
+    for i, boundary in enumerate(schedule.boundaries):
+        left, right = schedule.schedules[i], schedule.schedules[i + 1]
+        at = schedule.value_at(boundary)
+        assert at == left.value_at(boundary - starts[i]) == right.value_at(0)
+        for h in (1e-1, 1e-4, 1e-7):
+            for part, y in ((left, boundary - h), (right, boundary + h)):
+                jump = abs(schedule.value_at(y) - at)
+                assert jump <= modulus(part, abs(y - boundary)) + 1e-12 * scale, (boundary, y)
+
+
+# Found by the property tests: the formula rounded an ulp below `initial_value`.
+def test_polynomial_with_a_tiny_power_stays_within_its_values():
+    s = schedules.Polynomial(0.01, 3.0, end_step=100, power=1e-20)
+    assert 0.01 <= s.value_at(1) <= 3.0  # value_at(1) == 0.009999999999999787
