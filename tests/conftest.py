@@ -2,7 +2,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import copy
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -10,6 +12,10 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from keras_regx import schedules
 
 BACKEND = keras.backend.backend()
 
@@ -178,3 +184,30 @@ def _seed():
     keras.utils.set_random_seed(1234)
     np.random.seed(1234)
     yield
+
+
+# Config round trips for random valid arguments (hypothesis), shared by the
+# layer test files.
+
+PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, database=None)
+RATE_VALUES = st.floats(0.0, 1.0, exclude_max=True)
+# A drop rate: a float in [0, 1), or a schedule of such values.
+RATE_ARGS = st.one_of(
+    RATE_VALUES,
+    st.builds(schedules.Linear, RATE_VALUES, RATE_VALUES, st.integers(0, 100),
+              st.integers(101, 10_000)),
+    st.builds(schedules.PiecewiseConstant, st.just([10]),
+              st.lists(RATE_VALUES, min_size=2, max_size=2)),
+)
+BAD_RATES = st.one_of(
+    st.floats(max_value=0.0, exclude_max=True), st.floats(min_value=1.0), st.just(math.nan)
+)
+SEEDS = st.one_of(st.none(), st.integers(0, 2**31 - 1))  # seeds every backend takes
+
+
+def assert_config_round_trips(layer):
+    config = layer.get_config()
+    assert type(layer).from_config(copy.deepcopy(config)).get_config() == config
+    serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(layer)))
+    restored = keras.saving.deserialize_keras_object(serialized, safe_mode=True)
+    assert type(restored) is type(layer) and restored.get_config() == config

@@ -1,17 +1,17 @@
 """ConcreteDropout: the loss terms in compiled fit, masks, seeds, inference, saving."""
 
-import copy
-import json
 import math
 
 import keras
 import numpy as np
 import pytest
+from conftest import PROPERTY
+from conftest import SEEDS
+from conftest import assert_config_round_trips
 from conftest import StepLosses
 from conftest import jit_compile_options
 from conftest import run_python
 from hypothesis import given
-from hypothesis import settings
 from hypothesis import strategies as st
 
 import keras_regx as kr
@@ -371,17 +371,7 @@ def test_top_level_access():
 
 # Config round trips for random valid arguments (hypothesis).
 
-PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, database=None)
 PROBABILITIES = st.floats(0.0, 1.0, exclude_min=True, exclude_max=True)
-SEEDS = st.one_of(st.none(), st.integers(0, 2**31 - 1))  # seeds every backend takes
-
-
-def assert_config_round_trips(layer):
-    config = layer.get_config()
-    assert type(layer).from_config(copy.deepcopy(config)).get_config() == config
-    serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(layer)))
-    restored = keras.saving.deserialize_keras_object(serialized, safe_mode=True)
-    assert type(restored) is type(layer) and restored.get_config() == config
 
 
 @PROPERTY

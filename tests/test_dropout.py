@@ -1,18 +1,18 @@
 """ScheduledDropout and MCDropout: statistics, live schedules, seeds, saving."""
 
-import copy
-import json
-import math
-
 import keras
 import numpy as np
 import pytest
+from conftest import BAD_RATES
+from conftest import PROPERTY
+from conftest import RATE_ARGS
+from conftest import SEEDS
+from conftest import assert_config_round_trips
 from conftest import StepLosses
 from conftest import fit_under_policy
 from conftest import jit_compile_options
 from conftest import resume_in_fresh_process
 from hypothesis import given
-from hypothesis import settings
 from hypothesis import strategies as st
 
 import keras_regx as kr
@@ -205,30 +205,6 @@ def test_top_level_access():
 
 
 # Config round trips for random valid arguments (hypothesis).
-
-PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, database=None)
-RATE_VALUES = st.floats(0.0, 1.0, exclude_max=True)
-# A drop rate: a float in [0, 1), or a schedule of such values.
-RATE_ARGS = st.one_of(
-    RATE_VALUES,
-    st.builds(schedules.Linear, RATE_VALUES, RATE_VALUES, st.integers(0, 100),
-              st.integers(101, 10_000)),
-    st.builds(schedules.PiecewiseConstant, st.just([10]),
-              st.lists(RATE_VALUES, min_size=2, max_size=2)),
-)
-BAD_RATES = st.one_of(
-    st.floats(max_value=0.0, exclude_max=True), st.floats(min_value=1.0), st.just(math.nan)
-)
-SEEDS = st.one_of(st.none(), st.integers(0, 2**31 - 1))  # seeds every backend takes
-
-
-def assert_config_round_trips(layer):
-    config = layer.get_config()
-    assert type(layer).from_config(copy.deepcopy(config)).get_config() == config
-    serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(layer)))
-    restored = keras.saving.deserialize_keras_object(serialized, safe_mode=True)
-    assert type(restored) is type(layer) and restored.get_config() == config
-
 
 NOISE_SHAPES = st.one_of(
     st.none(), st.lists(st.one_of(st.none(), st.integers(1, 8)), max_size=4).map(tuple)

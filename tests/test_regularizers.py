@@ -8,6 +8,11 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+from conftest import diabetes
+from conftest import fit_full_batch
+from conftest import jit_compile_options
+from conftest import mse_lipschitz
+from conftest import relative_error
 from conftest import run_python
 from hypothesis import given
 from hypothesis import note
@@ -507,3 +512,40 @@ def test_hostile_keras_file_is_refused_without_running_code(tmp_path, case, muta
     with pytest.raises((TypeError, ValueError), match=match):
         keras.models.load_model(path, safe_mode=True)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("jit_compile", jit_compile_options())
+def test_l2_reaches_sklearn_ridge(jit_compile):
+    # mse + l2 * |w|^2 is 1/n times Ridge's |y - Xw|^2 + alpha |w|^2 at alpha = n * l2.
+    from sklearn import linear_model
+
+    x, y = diabetes()
+    l2 = 0.05
+    reference = linear_model.Ridge(alpha=len(x) * l2).fit(x, y[:, 0])
+    optimizer = keras.optimizers.SGD(1.0 / (mse_lipschitz(x) + 2 * l2))
+    kernel = fit_full_batch(x, y, regularizers.L2(l2), optimizer, 500, jit_compile=jit_compile)
+    assert relative_error(kernel[:, 0], reference.coef_) <= 1e-3
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_penalties_stay_float32_under_mixed_precision(policy):
+    # The weights of a mixed precision layer are float32, and so are the
+    # penalties: a strength of 1e-9 is not lost to 16-bit rounding.
+    w = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    expected = {}
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        for reg in (regularizers.L1(1e-9), regularizers.L2(1e-9),
+                    regularizers.ElasticNet(1e-9, 1e-9), regularizers.GroupLasso(1e-9)):
+            dense = keras.layers.Dense(4, kernel_regularizer=reg)
+            dense.build((None, 8))
+            dense.kernel.assign(w)
+            (loss,) = dense.losses
+            assert keras.backend.standardize_dtype(loss.dtype) == "float32"
+            assert dense.compute_dtype != "float32"
+            expected[type(reg).__name__] = (float(ops.convert_to_numpy(loss)), reg)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for name, (got, reg) in expected.items():
+        assert got > 0.0
+        assert got == pytest.approx(float(ops.convert_to_numpy(reg(w))), rel=1e-6), name
