@@ -102,3 +102,17 @@ def test_tune_strength(capsys, tmp_path, monkeypatch, tuner):
     assert all(0.0 <= s <= 1.0 for s in result["scores"].values())
     assert result["scores"][result["best"]] == max(result["scores"].values())
     assert 0.0 <= result["test_accuracy"] <= 1.0
+
+
+def test_regularize_pretrained(capsys):
+    module = load("regularize_pretrained")
+    rows = module.main(**module.FAST)
+    assert [row["config"] for row in rows] == [
+        "none", "kr.L2(1e-3)", "kr.L1(1e-3, proximal=True)"]
+    for row in rows:
+        assert row["start_gap"] == 0.0  # the copies start from the pretrained weights
+        assert row["removed_gap"] <= 1e-6 and row["regularizers_left"] == 0
+        assert 0.0 <= row["test_accuracy"] <= 1.0
+    assert rows[0]["exact_zeros"] == rows[1]["exact_zeros"] == 0.0
+    assert rows[2]["exact_zeros"] > 0.0
+    assert "fine-tuned copy" in capsys.readouterr().out
