@@ -116,3 +116,71 @@ def test_regularize_pretrained(capsys):
     assert rows[0]["exact_zeros"] == rows[1]["exact_zeros"] == 0.0
     assert rows[2]["exact_zeros"] > 0.0
     assert "fine-tuned copy" in capsys.readouterr().out
+
+
+def test_mc_dropout_uncertainty_demo(capsys, tmp_path):
+    import keras
+    import numpy as np
+
+    import keras_regx as kr
+
+    module = load("mc_dropout_uncertainty")
+    png = tmp_path / "mc.png"
+    result = module.main(**module.FAST, out=str(png))
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert all(sum(line.startswith(name + " ") for line in lines) == 1
+               for name in module.REGIONS)  # one table row per region
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    grid, mean, std = result["grid"], result["mean"], result["std"]
+    assert mean.shape == std.shape == grid.shape == (241, 1)
+    assert mean.dtype == std.dtype == np.float32
+    assert np.isfinite(mean).all() and (std > 0.0).all()  # MCDropout drops at inference
+    regions = result["regions"]
+    assert set(regions) == set(module.REGIONS)
+    for r in regions.values():
+        assert 0.0 <= r["coverage"] <= r["coverage_total"] <= 1.0
+        assert r["std"] > 0.0 and r["rmse"] > 0.0
+    # Beyond the training inputs the spread grows: 3.4 to 4.9 times the
+    # spread inside them, measured in fast mode with seeds 0-2 on each backend.
+    assert regions["beyond"]["std"] > 2.0 * regions["in"]["std"]
+    assert 0.0 < result["noise"] < 1.0
+    # mc_predict's mean and std are those of independent calls of the model
+    # (each draws new masks): the mean within 5 standard errors at every
+    # point, the std within 20% on average.
+    model, x = result["model"], grid[::8]
+    calls = np.stack([keras.ops.convert_to_numpy(model(x, training=False))
+                      for _ in range(200)])
+    mc_mean, mc_std = kr.utils.mc_predict(model, x, samples=200)
+    assert (np.abs(mc_mean - calls.mean(axis=0)) <= 5 * mc_std * np.sqrt(2 / 200) + 1e-6).all()
+    assert 0.8 < calls.std(axis=0).mean() / mc_std.mean() < 1.25
+
+
+def test_resume_training_demo(capsys, tmp_path):
+    module = load("resume_training")
+    result = module.main(**module.FAST, directory=str(tmp_path))
+    out = capsys.readouterr().out
+    epochs = module.FAST["epochs"]
+    half = epochs // 2
+    assert (tmp_path / "middle.keras").exists() and (tmp_path / "resumed.keras").exists()
+    # One row per epoch, those after the save trained in the fresh process.
+    lines = out.splitlines()
+    assert sum(line.endswith("  first") for line in lines) == half
+    assert sum(line.endswith("  fresh") for line in lines) == epochs - half
+    # The fresh process loaded the optimizer's update count ...
+    assert result["steps_at_load"] == half * result["steps_per_epoch"]
+    full = result["uninterrupted"]
+    for key in module.KEYS:
+        assert len(full[key]) == epochs
+        assert result["first_half"][key] == pytest.approx(full[key][:half], rel=1e-6)
+        # ... so its schedules logged what the uninterrupted run logged.
+        assert result["second_half"][key] == pytest.approx(full[key][half:], rel=1e-6)
+    rates = full["drop/rate"]
+    assert all(a < b for a, b in zip(rates, rates[1:]))  # the schedule moved
+    assert len(set(full["enet/l1"])) == epochs
+    # The same weights, strengths and dropout seed state: the difference
+    # measured in fast mode is 0 on each backend.
+    assert result["max_weight_difference"] <= 1e-5 * max(result["max_weight"], 1.0)
+    assert result["max_state_difference"] == 0.0
+    accuracy = result["accuracy"]
+    assert accuracy["interrupted"] == pytest.approx(accuracy["uninterrupted"], abs=1e-6)
