@@ -7,6 +7,8 @@ import keras
 from keras import ops
 
 from keras_regx.schedules import _describe
+from keras_regx.sparsity import _layers
+from keras_regx.sparsity import _own_variables
 
 
 class _MonteCarloSampler(keras.Model):
@@ -153,24 +155,12 @@ def _check_model(model, function):
 
 
 def _layer_tree(model):
-    """The layers of `model`, nested models included, in a fixed order,
-    without the keras_regx regularizers (tracked as sublayers)."""
+    """`model` and its layers, nested models included, depth first, without
+    the keras_regx regularizers (tracked as sublayers of the layers they
+    regularize)."""
     from keras_regx.regularizers import ScheduledRegularizer
 
-    found, stack = [], [model]
-    while stack:
-        layer = stack.pop()
-        if isinstance(layer, ScheduledRegularizer):
-            continue
-        found.append(layer)
-        stack.extend(reversed(getattr(layer, "_layers", [])))
-    return found
-
-
-def _own_variables(layer):
-    return list(getattr(layer, "_trainable_variables", [])) + list(
-        getattr(layer, "_non_trainable_variables", [])
-    )
+    return [layer for layer in _layers(model) if not isinstance(layer, ScheduledRegularizer)]
 
 
 def _clone(model, edit):
