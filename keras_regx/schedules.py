@@ -21,6 +21,9 @@ from keras import ops
 
 _PACKAGE = "keras_regx"
 _LRSchedule = keras.optimizers.schedules.LearningRateSchedule
+# Values end up in float32 (variables, the compiled step): a larger finite
+# float would become inf there.
+_FLOAT32_MAX = float(np.finfo("float32").max)
 
 
 def _describe(value):
@@ -44,10 +47,14 @@ def check_real(name, value, *, minimum=None, strict=False, maximum=None):
             f"Invalid value for argument `{name}`: expected a float. "
             f"Received: {name}={_describe(value)}"
         )
-    value = float(value)
-    if not math.isfinite(value):
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float64's range, reported as given
+        pass
+    if not abs(value) <= _FLOAT32_MAX:  # inf and nan fail too
         raise ValueError(
-            f"Invalid value for argument `{name}`: expected a finite float. "
+            f"Invalid value for argument `{name}`: expected a finite float "
+            f"within float32's range, |{name}| <= {_FLOAT32_MAX:.8g}. "
             f"Received: {name}={value!r}"
         )
     if minimum is not None and (value <= minimum if strict else value < minimum):
@@ -92,30 +99,80 @@ def _check_window(begin_step, end_step):
     return begin_step, end_step
 
 
-def _check_boundaries(boundaries):
+def _check_boundaries(boundaries, minimum=0):
     if isinstance(boundaries, (str, bytes)) or not hasattr(boundaries, "__len__"):
         raise TypeError(
             "Invalid value for argument `boundaries`: expected a list of "
             f"increasing integers. Received: boundaries={_describe(boundaries)}"
         )
     boundaries = [check_step("boundaries", b) for b in boundaries]
-    if any(b <= a for a, b in zip(boundaries, boundaries[1:])):
+    if any(b <= a for a, b in zip(boundaries, boundaries[1:])) or (
+        boundaries and boundaries[0] < minimum
+    ):
         raise ValueError(
             "Invalid value for argument `boundaries`: expected strictly "
-            f"increasing integers. Received: boundaries={boundaries}"
+            f"increasing integers >= {minimum}. Received: boundaries={boundaries}"
         )
     return boundaries
+
+
+def _graph_step(step):
+    """`step` for the graph formula: an integer tensor if it is one, else float32.
+
+    float32 holds integers exactly only up to 2**24, so an integer step (the
+    optimizer's iteration counter) stays integer where it meets a boundary or
+    a start: comparisons and offsets are done in integers, and only offsets
+    are cast to float32.
+    """
+    if isinstance(step, numbers.Integral) and not isinstance(step, bool):
+        if abs(step) <= np.iinfo("int32").max:  # JAX's default integer
+            return ops.convert_to_tensor(step, "int32")
+        return ops.cast(step, "float32")
+    step = ops.convert_to_tensor(step)
+    if _is_integer(step):
+        return step
+    return ops.cast(step, "float32")
+
+
+def _is_integer(step):
+    return keras.backend.standardize_dtype(step.dtype).startswith("int")
+
+
+def _int_max(step):
+    return int(np.iinfo(keras.backend.standardize_dtype(step.dtype)).max)
+
+
+def _unreachable(step, value, xp):
+    """Whether an integer graph `step` can never reach `value` (over its dtype's max)."""
+    return xp is not np and _is_integer(step) and value > _int_max(step)
+
+
+def _as_float(step, xp):
+    return step if xp is np else ops.cast(step, "float32")
+
+
+def _elapsed(step, start, xp):
+    """`step - start` as a float, exact for integer graph steps (< 2**24 apart).
+
+    Callers clip negative results to 0, so a `start` the step's dtype cannot
+    hold is replaced by the largest value it can.
+    """
+    if xp is np or not _is_integer(step):
+        return step - start
+    return ops.cast(step - min(start, _int_max(step)), "float32")
 
 
 class Schedule(_LRSchedule):
     """Base class of keras_regx schedules.
 
-    Subclasses implement `_formula(step, xp)` with `step` a float scalar and
-    `xp` either `keras.ops` or `numpy`, using only functions both provide.
+    Subclasses implement `_formula(step, xp)` with `xp` either `keras.ops` or
+    `numpy`, using only functions both provide, and `step` a float64 scalar
+    (NumPy) or a float32 or integer tensor (`keras.ops`, see `_graph_step`):
+    offsets from a step go through `_elapsed`.
     """
 
     def __call__(self, step):
-        return self._formula(ops.cast(step, "float32"), ops)
+        return self._formula(_graph_step(step), ops)
 
     def value_at(self, step):
         """Returns the schedule's value at `step` as a Python float (host)."""
@@ -154,7 +211,7 @@ class Constant(Schedule):
         self.value = check_real("value", value, minimum=0.0)
 
     def _formula(self, step, xp):
-        return xp.zeros_like(step) + self.value
+        return xp.zeros_like(_as_float(step, xp)) + self.value
 
     def get_config(self):
         return {"value": self.value}
@@ -177,7 +234,9 @@ class _Transition(Schedule):
         raise NotImplementedError
 
     def _formula(self, step, xp):
-        t = xp.clip((step - self.begin_step) / (self.end_step - self.begin_step), 0.0, 1.0)
+        elapsed = _elapsed(step, self.begin_step, xp)
+        # A float width: JAX would read a Python int as int32.
+        t = xp.clip(elapsed / float(self.end_step - self.begin_step), 0.0, 1.0)
         delta = self.initial_value - self.final_value
         value = self.final_value + delta * self._decay(t, xp)
         # final + (initial - final) * decay can round an ulp past either
@@ -316,9 +375,16 @@ class Exponential(Schedule):
         self.staircase = check_bool("staircase", staircase)
 
     def _formula(self, step, xp):
-        p = xp.maximum(step - self.begin_step, 0.0) / self.decay_steps
+        elapsed = xp.maximum(_elapsed(step, self.begin_step, xp), 0.0)
+        p = elapsed / float(self.decay_steps)
         if self.staircase:
-            p = xp.floor(p)
+            if xp is np or not _is_integer(step):
+                p = xp.floor(p)
+            elif _unreachable(step, self.decay_steps, xp):
+                p = xp.zeros_like(p)
+            else:  # in integers: float32 could round a step across a stair
+                steps = ops.maximum(step - min(self.begin_step, _int_max(step)), 0)
+                p = ops.cast(ops.floor_divide(steps, self.decay_steps), "float32")
         return self.initial_value * xp.power(self.decay_rate, p)
 
     def get_config(self):
@@ -367,8 +433,10 @@ class PiecewiseConstant(Schedule):
         self.values = [check_real("values", v, minimum=0.0) for v in values]
 
     def _formula(self, step, xp):
-        value = xp.zeros_like(step) + self.values[0]
+        value = xp.zeros_like(_as_float(step, xp)) + self.values[0]
         for boundary, v in zip(self.boundaries, self.values[1:]):
+            if _unreachable(step, boundary + 1, xp):
+                break
             value = xp.where(step > boundary, v, value)
         return value
 
@@ -388,6 +456,7 @@ class Join(Schedule):
     Args:
         schedules: list of schedules.
         boundaries: strictly increasing ints > 0, one fewer than `schedules`.
+            (A boundary at 0 would skip `schedules[0]`.)
 
     Example:
     ```python
@@ -420,7 +489,7 @@ class Join(Schedule):
                     f"Received an element {_describe(s)}"
                 )
         self.schedules = list(schedules)
-        self.boundaries = _check_boundaries(boundaries)
+        self.boundaries = _check_boundaries(boundaries, minimum=1)
         if len(self.schedules) != len(self.boundaries) + 1:
             raise ValueError(
                 "Invalid value for argument `schedules`: expected "
@@ -437,8 +506,13 @@ class Join(Schedule):
 
     def _formula(self, step, xp):
         value = self._piece(self.schedules[0], step, xp)
+        # An integer graph step stays integer, so that the parts see exact
+        # steps from their start (`_graph_step`).
+        zero = 0 if xp is not np and _is_integer(step) else 0.0
         for boundary, schedule in zip(self.boundaries, self.schedules[1:]):
-            piece = self._piece(schedule, xp.maximum(step - boundary, 0.0), xp)
+            if _unreachable(step, boundary, xp):
+                break
+            piece = self._piece(schedule, xp.maximum(step - boundary, zero), xp)
             value = xp.where(step >= boundary, piece, value)
         return value
 

@@ -209,6 +209,15 @@ BAD = [
     (schedules.PiecewiseConstant, dict(boundaries=10, values=[0.1, 0.2]), TypeError, "`boundaries`"),
     (schedules.Join, dict(schedules=[schedules.Constant(1.0)], boundaries=[3]), ValueError, "`schedules`.*2 schedules"),
     (schedules.Join, dict(schedules=[0.1, 0.2], boundaries=[3]), TypeError, "`schedules`.*0.1"),
+    (schedules.Join, dict(schedules=[schedules.Constant(1.0)] * 2, boundaries=[0]), ValueError, r"`boundaries`.*increasing integers >= 1.*boundaries=\[0\]"),
+    (schedules.Join, dict(schedules=[schedules.Constant(1.0)] * 3, boundaries=[0, 5]), ValueError, r"`boundaries`.*>= 1.*\[0, 5\]"),
+    # Beyond float32's range: inf once cast to float32 in the compiled step.
+    (schedules.Constant, dict(value=1e300), ValueError, r"`value`.*finite float within float32's range.*value=1e\+300"),
+    (schedules.Constant, dict(value=10**400), ValueError, "`value`.*finite float within float32's range"),
+    (schedules.Linear, dict(initial_value=0.0, final_value=3.5e38, end_step=3), ValueError, "`final_value`.*float32.*3.5e\\+38"),
+    (schedules.Polynomial, dict(initial_value=1.0, final_value=0.0, end_step=3, power=1e39), ValueError, "`power`.*float32"),
+    (schedules.Exponential, dict(initial_value=1.0, decay_rate=1e39, decay_steps=3), ValueError, "`decay_rate`.*float32"),
+    (schedules.PiecewiseConstant, dict(boundaries=[10], values=[0.1, 1e300]), ValueError, "`values`.*float32"),
 ]
 
 
@@ -216,6 +225,26 @@ BAD = [
 def test_bad_input_is_refused_at_construction(cls, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         cls(**kwargs)
+
+
+def test_piecewise_constant_accepts_a_boundary_at_zero_like_keras():
+    s = schedules.PiecewiseConstant([0], [0.5, 1.0])
+    ref = keras.optimizers.schedules.PiecewiseConstantDecay([0], [0.5, 1.0])
+    for step in range(3):
+        assert s.value_at(step) == float(ops.convert_to_numpy(s(step))) == float(ref(step))
+    assert s.value_at(0) == 0.5 and s.value_at(1) == 1.0
+
+
+def test_real_arguments_up_to_float32_max_are_accepted():
+    largest = float(np.finfo("float32").max)
+    assert schedules.check_real("x", largest) == largest
+    assert schedules.check_real("x", -largest) == -largest
+    assert schedules.Constant(largest).value == largest
+    assert schedules.check_schedulable("x", 1e38) == 1e38
+    with pytest.raises(ValueError, match="`x`.*float32's range"):
+        schedules.check_real("x", float(np.nextafter(largest, math.inf)))
+    with pytest.raises(ValueError, match="`x`.*float32's range"):
+        schedules.check_schedulable("x", -1e300, minimum=None)
 
 
 def test_config_with_out_of_range_value_is_refused_on_load():
@@ -264,8 +293,8 @@ def exponentials(draw, growth=True, staircase=None, initial=None, max_begin=2**2
 
 
 @st.composite
-def piecewise(draw, max_boundary=MAX_STEP - 1):
-    boundaries = sorted(draw(st.sets(st.integers(0, max_boundary), max_size=4)))
+def piecewise(draw, max_boundary=MAX_STEP - 1, min_boundary=0):
+    boundaries = sorted(draw(st.sets(st.integers(min_boundary, max_boundary), max_size=4)))
     values = draw(st.lists(VALUES, min_size=len(boundaries) + 1, max_size=len(boundaries) + 1))
     return schedules.PiecewiseConstant(boundaries, values)
 
@@ -539,3 +568,84 @@ def test_join_of_meeting_parts_is_continuous(schedule):
 def test_polynomial_with_a_tiny_power_stays_within_its_values():
     s = schedules.Polynomial(0.01, 3.0, end_step=100, power=1e-20)
     assert 0.01 <= s.value_at(1) <= 3.0  # value_at(1) == 0.009999999999999787
+
+
+# Integer steps past 2**24, which float32 cannot all hold: the optimizer's
+# iteration counter reaches them in long runs. The graph compares steps with
+# boundaries and takes offsets from starts in integers.
+
+INT32_MAX = 2**31 - 1  # JAX's integer step (64-bit types disabled)
+ITERATIONS_DTYPE = keras.optimizers.SGD().iterations.dtype
+
+
+def graph_values(schedule, step):
+    """The graph value at `step`, as a Python int and as the optimizer's counter."""
+    counter = ops.convert_to_tensor(step, ITERATIONS_DTYPE)
+    return [float(ops.convert_to_numpy(schedule(s))) for s in (step, counter)]
+
+
+LATE = [
+    (schedules.PiecewiseConstant([2**24], [0.0, 1.0]), [2**24, 2**24 + 1]),
+    (schedules.PiecewiseConstant([3 * 10**7], [0.0, 1.0]), [3 * 10**7, 3 * 10**7 + 1]),
+    (schedules.Join([schedules.Constant(0.0), schedules.Constant(1.0)], [2**24 + 1]),
+     [2**24, 2**24 + 1]),
+    (schedules.Join([schedules.Constant(0.0), schedules.PiecewiseConstant([4], [0.0, 1.0])],
+                    [3 * 10**7]), [3 * 10**7 + 4, 3 * 10**7 + 5]),
+    (schedules.Join([schedules.Constant(0.0),
+                     keras.optimizers.schedules.PiecewiseConstantDecay([4], [0.0, 1.0])],
+                    [3 * 10**7]), [3 * 10**7 + 4, 3 * 10**7 + 5]),
+    (schedules.Exponential(1.0, 0.5, decay_steps=2**24, begin_step=1, staircase=True),
+     [2**24, 2**24 + 1]),
+    # A late window: the offset from its start is exact, not the rounded step's.
+    (schedules.Linear(0.0, 1.0, begin_step=3 * 10**7, end_step=3 * 10**7 + 10),
+     [3 * 10**7 + 1, 3 * 10**7 + 5]),
+    (schedules.Cosine(1.0, 0.0, begin_step=3 * 10**7, end_step=3 * 10**7 + 10),
+     [3 * 10**7 + 1, 3 * 10**7 + 5]),
+    (schedules.Exponential(1.0, 0.5, decay_steps=10, begin_step=3 * 10**7),
+     [3 * 10**7 + 1, 3 * 10**7 + 5]),
+]
+
+
+@pytest.mark.parametrize(
+    "schedule,steps", LATE, ids=lambda x: f"step{x[0]}" if isinstance(x, list) else type(x).__name__
+)
+def test_graph_is_exact_for_integer_steps_past_2_24(schedule, steps):
+    for step in steps:
+        host = schedule.value_at(step)
+        for graph in graph_values(schedule, step):
+            np.testing.assert_allclose(graph, host, rtol=1e-6, err_msg=f"step={step}")
+
+
+def test_steps_and_boundaries_past_int32():
+    # A Python step past int32 is evaluated in float32, as before.
+    assert float(ops.convert_to_numpy(schedules.PiecewiseConstant([10], [0.0, 1.0])(2**40))) == 1.0
+    # Boundaries an int32 counter cannot reach are not converted to its dtype.
+    far = [
+        schedules.PiecewiseConstant([2**40], [0.5, 1.0]),
+        schedules.Join([schedules.Constant(0.5), schedules.Constant(1.0)], [2**40]),
+        schedules.Linear(0.5, 1.0, begin_step=2**40, end_step=2**41),
+        schedules.Exponential(0.5, 0.1, decay_steps=2**40, staircase=True),
+    ]
+    for schedule in far:
+        step = ops.convert_to_tensor(INT32_MAX, "int32")
+        assert float(ops.convert_to_numpy(schedule(step))) == 0.5 == schedule.value_at(INT32_MAX)
+
+
+@st.composite
+def late_discrete(draw):
+    """Piecewise-constant schedules and joins of them, with edges past 2**24."""
+    late = piecewise(max_boundary=INT32_MAX - 1, min_boundary=MAX_STEP)
+    pieces = draw(st.lists(st.one_of(late, piecewise(max_boundary=2**20)), min_size=1,
+                           max_size=3))
+    boundaries = sorted(draw(st.sets(st.integers(MAX_STEP, INT32_MAX - 1),
+                                     min_size=len(pieces) - 1, max_size=len(pieces) - 1)))
+    return schedules.Join(pieces, boundaries) if boundaries else pieces[0]
+
+
+@PROPERTY
+@given(schedule=late_discrete(), data=st.data())
+def test_discrete_schedules_are_exact_in_the_graph_past_2_24(schedule, data):
+    note(f"{type(schedule).__name__}: {schedule.get_config()}")
+    for step in data.draw(steps_for(schedule, INT32_MAX)):
+        expected = float(np.float32(schedule.value_at(step)))
+        assert graph_values(schedule, step) == [expected, expected], step
