@@ -46,7 +46,6 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
-import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
@@ -95,17 +94,11 @@ def build_model(config, l1, units):
 
 
 class NearZeros(keras.callbacks.Callback):
-    """Logs `near_zeros`, the fraction of kernel weights with `abs(w) <= NEAR`.
-
-    Counted with `kr.sparsity.zero_count`, eagerly: `kr.sparsity.model_sparsity`
-    compiles a new function at each call, which TensorFlow warns about when
-    it happens every epoch.
-    """
+    """Logs `near_zeros`, the fraction of kernel weights with `abs(w) <= NEAR`."""
 
     def on_epoch_end(self, epoch, logs=None):
-        kernels = [layer.kernel for layer in self.model.layers]
-        count = sum(int(kr.sparsity.zero_count(k, NEAR)) for k in kernels)
-        logs["near_zeros"] = count / sum(int(np.prod(k.shape)) for k in kernels)
+        figures = kr.sparsity.model_sparsity(self.model, NEAR, per_layer=False)
+        logs["near_zeros"] = figures["sparsity"]
 
 
 def plot(results, l1, out):

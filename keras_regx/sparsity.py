@@ -21,6 +21,7 @@ figures during `fit()`.
 
 import math
 import numbers
+import weakref
 
 import keras
 from keras import ops
@@ -223,13 +224,23 @@ def _layers(model):
     return found
 
 
-def _weight_ids(model, include_bias):
-    return {
-        id(v)
-        for layer in _layers(model)
-        for v in _own_variables(layer)
-        if _is_kernel(v) or (include_bias and _is_bias(v))
-    }
+def _signature(model):
+    """The layers with kernels or biases, in walk order, as `(name, ids of
+    those variables)` pairs.
+
+    A counter's figures depend only on this (and on the variables' fixed
+    shapes), so an equal signature means the counter still fits the model.
+    A counter holds the variables it counts, so their ids cannot be reused
+    by new variables meanwhile; a reused id of a bias it ignores is harmless.
+    """
+    signature = []
+    for layer in _layers(model):
+        ids = tuple(
+            id(v) for v in _own_variables(layer) if _is_kernel(v) or _is_bias(v)
+        )
+        if ids:
+            signature.append((layer.name, ids))
+    return tuple(signature)
 
 
 def _ratio(count, total):
@@ -250,7 +261,7 @@ class _Counter:
                  structured=False, penalty=False):
         self.threshold = threshold
         self.include_bias = include_bias
-        self.ids = _weight_ids(model, include_bias)
+        self.signature = _signature(model)
         seen = set()
         names = set()
         self.variables = []  # kernels, then biases
@@ -315,7 +326,7 @@ class _Counter:
 
     def matches(self, model):
         """Whether `model`'s weights are still the ones this counter measures."""
-        if _weight_ids(model, self.include_bias) != self.ids:
+        if _signature(model) != self.signature:
             return False
         if not self.penalty:
             return True
@@ -371,6 +382,35 @@ def _penalized(model):
     return pairs, strengths
 
 
+# The counters `model_sparsity` built, per model: {arguments: _Counter}, the
+# most recently used last. Weak keys, so the cache never keeps a model alive;
+# a counter holds the model's variables and its compiled pass, not the model.
+_COUNTERS = weakref.WeakKeyDictionary()
+# Counters kept per model: a sweep over many thresholds compiles once per
+# threshold and keeps only the latest few.
+_MAX_COUNTERS = 8
+
+
+def _cached_counter(model, threshold, per_layer, include_bias, structured):
+    """The counter for `model` and these arguments, built on first use and
+    rebuilt when the model's weights are no longer the same variables (a
+    layer added, a model rebuilt). The threshold is a constant of the
+    compiled pass, so each threshold has its own counter."""
+    counters = _COUNTERS.get(model)
+    if counters is None:
+        counters = _COUNTERS[model] = {}
+    elif counters and next(iter(counters.values())).signature != _signature(model):
+        counters.clear()  # all share one signature: all stale
+    key = (threshold, per_layer, include_bias, structured)
+    counter = counters.pop(key, None)
+    if counter is None:
+        counter = _Counter(model, threshold, per_layer, include_bias, structured)
+        while len(counters) >= _MAX_COUNTERS:
+            del counters[next(iter(counters))]
+    counters[key] = counter
+    return counter
+
+
 def model_sparsity(model, threshold=0.0, per_layer=True, include_bias=False,
                    structured=False):
     """Sparsity of a model's kernels, as a dict of Python floats.
@@ -393,8 +433,12 @@ def model_sparsity(model, threshold=0.0, per_layer=True, include_bias=False,
     NaN and inf weights count as nonzero; a model without kernels gives NaN.
     Every figure comes from one compiled pass over all the weights and one
     transfer of a vector of counts to the host, so each equals what NumPy
-    counts on the same weights. `keras_regx.callbacks.SparsityMonitor` logs
-    the same figures during `fit()` and compiles the pass once.
+    counts on the same weights. The pass is compiled on the first call for a
+    model and these arguments and reused by later calls, which read the
+    weights' current values; it is rebuilt when the model's weights change
+    (a layer added, a model rebuilt). The cache does not keep the model
+    alive. `keras_regx.callbacks.SparsityMonitor` logs the same figures
+    during `fit()`.
 
     Args:
         model: a built Keras model or layer.
@@ -418,4 +462,4 @@ def model_sparsity(model, threshold=0.0, per_layer=True, include_bias=False,
     for name, value in (("per_layer", per_layer), ("include_bias", include_bias),
                         ("structured", structured)):
         check_bool(name, value)
-    return _Counter(model, threshold, per_layer, include_bias, structured)()
+    return _cached_counter(model, threshold, per_layer, include_bias, structured)()

@@ -1,3 +1,6 @@
+import gc
+import weakref
+
 import keras
 import numpy as np
 import pytest
@@ -96,11 +99,17 @@ def nested_model():
     x = shared(shared(inner(x)))
     outputs = keras.layers.Dense(1, use_bias=False, name="head")(x)
     model = keras.Model(inputs, outputs)
-    rng = np.random.default_rng(2)
+    return model, fill_nested(model, np.random.default_rng(2))
+
+
+def fill_nested(model, rng):
+    """Sets new values on every weight of `nested_model()`; returns them as
+    `nested_model` does."""
+    inner = model.get_layer("inner")
     layers = {
         "conv": model.get_layer("conv"), "sep": model.get_layer("sep"),
         "proj": model.get_layer("proj"), "inner_a": inner.get_layer("inner_a"),
-        "proj_1": inner.get_layer("proj"), "shared": shared,
+        "proj_1": inner.get_layer("proj"), "shared": model.get_layer("shared"),
         "head": model.get_layer("head"),
     }
     owned = {}
@@ -116,7 +125,7 @@ def nested_model():
             values.append(w)
         layer.set_weights(values)
         owned[key] = [(v.name, w) for v, w in zip(layer.weights, values)]
-    return model, owned
+    return owned
 
 
 def np_model_sparsity(owned, threshold, per_layer, include_bias, structured):
@@ -161,6 +170,93 @@ def test_model_sparsity_matches_numpy(threshold, per_layer, include_bias, struct
     expected = np_model_sparsity(owned, threshold, per_layer, include_bias, structured)
     assert got == expected
     assert list(got) == list(expected)  # layers in the order they were added
+
+
+def test_repeated_calls_read_new_weights_and_threshold():
+    # The compiled pass is reused: it must read the weights' current values
+    # (not those it was traced with, as jax.jit would keep) and honour a new
+    # threshold.
+    model, owned = nested_model()
+    rng = np.random.default_rng(3)
+    seen = []
+    for threshold in [0.0, 0.5, 0.0, 0.25, 0.5]:
+        for args in [(True, True, True), (False, False, False)]:
+            got = sparsity.model_sparsity(model, threshold, *args)
+            assert got == np_model_sparsity(owned, threshold, *args)
+        seen.append(got["sparsity"])
+        owned = fill_nested(model, rng)
+    assert len(set(seen)) == len(seen)  # every call measured something new
+    for layer in model.layers:
+        layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    assert set(sparsity.model_sparsity(model, 0.5, structured=True).values()) == {1.0}
+
+
+def test_repeated_calls_compile_once(monkeypatch):
+    compiled, traced = [], []
+    compile_pass = sparsity._compile
+
+    def spy(fn):
+        def counted(*args):
+            traced.append(fn)
+            return fn(*args)
+
+        compiled.append(fn)
+        return compile_pass(counted)
+
+    monkeypatch.setattr(sparsity, "_compile", spy)
+    model, owned = nested_model()
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        for threshold in [0.0, 0.25]:
+            got = sparsity.model_sparsity(model, threshold, structured=True)
+            assert got == np_model_sparsity(owned, threshold, True, False, True)
+        owned = fill_nested(model, rng)
+    assert len(compiled) == 2  # one pass per threshold
+    if keras.backend.backend() != "torch":  # PyTorch runs the pass eagerly
+        assert len(traced) == 2  # and no retracing
+
+
+def test_cache_keeps_few_counters_per_model():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    for i in range(sparsity._MAX_COUNTERS + 2):
+        sparsity.model_sparsity(model, threshold=i / 16)
+    counters = sparsity._COUNTERS[model]
+    assert len(counters) == sparsity._MAX_COUNTERS
+    assert next(reversed(counters))[0] == (sparsity._MAX_COUNTERS + 1) / 16
+
+
+def test_cache_does_not_keep_model_alive():
+    model, _ = nested_model()
+    sparsity.model_sparsity(model, structured=True)
+    assert model in sparsity._COUNTERS
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
+
+
+def test_layer_added_to_sequential():
+    rng = np.random.default_rng(5)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, name="a")])
+    a = sparse_array(rng, (6, 5))
+    model.get_layer("a").set_weights([a, np.zeros(5, "float32")])
+    first = {"sparsity": np_zero_count(a, 0.0) / a.size,
+             "sparsity/a": np_zero_count(a, 0.0) / a.size,
+             "sparsity/a/units": np_dead(a, 0.0, -1) / 5,
+             "sparsity/a/inputs": np_dead(a, 0.0, 0) / 6}
+    assert sparsity.model_sparsity(model, structured=True) == first
+    model.add(keras.layers.Dense(3, name="b"))
+    model.build((None, 6))
+    b = np.zeros((5, 3), "float32")
+    b[0, 1] = 1.0
+    model.get_layer("b").set_weights([b, np.ones(3, "float32")])
+    zeros = np_zero_count(a, 0.0) + 14
+    assert sparsity.model_sparsity(model, structured=True) == {
+        **first, "sparsity": zeros / 45,
+        "sparsity/b": 14 / 15, "sparsity/b/units": 2 / 3, "sparsity/b/inputs": 4 / 5,
+    }
+    model.pop()
+    assert sparsity.model_sparsity(model, structured=True) == first
 
 
 def test_model_without_kernels():
