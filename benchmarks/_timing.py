@@ -4,8 +4,14 @@ Every configuration trains on the same batches; after one warm-up epoch each
 (compilation), the configurations run in a new random order in every
 repetition, so slow phases of a noisy machine spread over all of them. The
 figure per configuration is the median over repetitions of seconds per step.
+
+`paired_ratio` compares two configurations repetition by repetition (both ran
+within seconds of each other in the same repetition) and gives the median of
+those ratios with a distribution-free 95% confidence interval: the figure that
+says whether a ratio differs from 1 on this machine.
 """
 
+import math
 import os
 import platform
 import random
@@ -21,6 +27,12 @@ def machine():
 
 def time_fits(models, callbacks, x, y, batch_size, reps):
     """Median seconds per step of one epoch of `fit()` for each model."""
+    times = time_fits_per_rep(models, callbacks, x, y, batch_size, reps)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def time_fits_per_rep(models, callbacks, x, y, batch_size, reps):
+    """Seconds per step of one epoch of `fit()`, a list per model (one per rep)."""
     steps = len(x) // batch_size
 
     def run(name):
@@ -40,7 +52,31 @@ def time_fits(models, callbacks, x, y, batch_size, reps):
         shuffle(order)
         for name in order:
             times[name].append(run(name))
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def median_interval(values, confidence=0.95):
+    """The median of `values` and a distribution-free confidence interval.
+
+    The interval runs between the order statistics whose ranks a Binomial(n,
+    1/2) count puts around the median with at least `confidence` coverage
+    (for 15 values: the 4th and the 12th smallest).
+    """
+    values = sorted(values)
+    n = len(values)
+    tail = (1.0 - confidence) / 2.0
+    k, below = 0, 0.0  # below = P(Binomial(n, 1/2) <= k - 1)
+    while below + math.comb(n, k) / 2.0**n <= tail:
+        below += math.comb(n, k) / 2.0**n
+        k += 1
+    k = max(k, 1)  # rank k (1-based) from each end; n < 6 gives the range
+    return statistics.median(values), values[k - 1], values[n - k]
+
+
+def paired_ratio(times, name, reference):
+    """Median of `name / reference` over repetitions, with its 95% interval."""
+    ratios = [a / b for a, b in zip(times[name], times[reference])]
+    return [round(v, 3) for v in median_interval(ratios)]
 
 
 def header(reps, steps):

@@ -23,7 +23,8 @@ import numpy as np
 
 import keras_regx as kr
 from _timing import header
-from _timing import time_fits
+from _timing import paired_ratio
+from _timing import time_fits_per_rep
 
 RATE = 0.1
 IMAGE, CHANNELS, IMAGE_BATCH = 32, 32, 32
@@ -38,6 +39,7 @@ def activation_configurations(total_steps):
     return {
         "no dropout": lambda: keras.layers.Identity(),
         "keras Dropout": lambda: keras.layers.Dropout(RATE),
+        "keras Dropout (control)": lambda: keras.layers.Dropout(RATE),
         "ScheduledDropout": lambda: kr.layers.ScheduledDropout(RATE),
         "ScheduledDropout scheduled": lambda: kr.layers.ScheduledDropout(ramp(total_steps)),
         "MCDropout": lambda: kr.layers.MCDropout(RATE),
@@ -70,6 +72,7 @@ def weight_configurations(total_steps):
     return {
         "Dense": (dense(), None),
         "Dense + keras Dropout": (dense(), lambda: keras.layers.Dropout(0.3)),
+        "Dense + keras Dropout (control)": (dense(), lambda: keras.layers.Dropout(0.3)),
         "DropConnectDense": (
             lambda: kr.layers.DropConnectDense(UNITS, 0.3, activation="relu"), None),
         "DropConnectDense scheduled": (
@@ -104,22 +107,26 @@ def main(reps, steps):
     y = rng.normal(size=(IMAGE_BATCH * steps, 10)).astype("float32")
     configs = activation_configurations(total)
     models = {name: conv_model(make) for name, make in configs.items()}
-    conv = time_fits(models, scheduler_for(configs), x, y, IMAGE_BATCH, reps)
+    conv = time_fits_per_rep(models, scheduler_for(configs), x, y, IMAGE_BATCH, reps)
 
     x = rng.normal(size=(DENSE_BATCH * steps, UNITS)).astype("float32")
     y = rng.normal(size=(DENSE_BATCH * steps, 10)).astype("float32")
     configs = weight_configurations(total)
     models = {name: mlp_model(*makers) for name, makers in configs.items()}
-    mlp = time_fits(models, scheduler_for(configs), x, y, DENSE_BATCH, reps)
+    mlp = time_fits_per_rep(models, scheduler_for(configs), x, y, DENSE_BATCH, reps)
 
-    def ratios(medians, reference):
-        return {k: round(v / medians[reference], 3) for k, v in medians.items()}
+    def medians_ms(times):
+        return {k: round(float(np.median(v)) * 1e3, 3) for k, v in times.items()}
+
+    def ratios(times, reference):
+        """Paired ratio to `reference`: median and 95% interval."""
+        return {k: paired_ratio(times, k, reference) for k in times if k != reference}
 
     result = {
         **header(reps, steps),
-        "activations_ms": {k: round(v * 1e3, 3) for k, v in conv.items()},
+        "activations_ms": medians_ms(conv),
         "activations_ratio": ratios(conv, "keras Dropout"),
-        "weights_ms": {k: round(v * 1e3, 3) for k, v in mlp.items()},
+        "weights_ms": medians_ms(mlp),
         "weights_ratio": ratios(mlp, "Dense + keras Dropout"),
     }
     print(json.dumps(result))

@@ -1,11 +1,21 @@
 """Step-time cost of keras_regx regularizers against Keras' own, side by side.
 
-For the backend in KERAS_BACKEND, builds the same 24-layer MLP (256 units,
-batch 64, kernel and bias regularized) with each configuration, then times
-`fit()` over the same batches in interleaved repetitions (the configurations
-in a new random order each round) and reports medians and ratios.
+For the backend in KERAS_BACKEND, builds the same model with each
+configuration, then times `fit()` over the same batches in interleaved
+repetitions (the configurations in a new random order each round) and reports
+medians, and paired ratios with 95% intervals (`_timing.paired_ratio`). Two
+models:
 
-    KERAS_BACKEND=torch python benchmarks/bench_regularizers.py [--reps 7] [--steps 30]
+- `mlp`: 24 Dense layers of 256 units + a Dense(1) head, batch 64;
+- `cnn`: a small residual CNN on 16x16x3 inputs, batch 32: a Conv2D(16) stem,
+  three residual blocks of two 3x3 Conv2D(16) with BatchNormalization, global
+  average pooling, Dense(10).
+
+Every kernel and bias is regularized; SGD. "keras L2 (control)" is a second,
+separately built Keras L2 model: its ratio to "keras L2" shows how far two
+identical models drift apart in the same run.
+
+    KERAS_BACKEND=torch python benchmarks/bench_regularizers.py [--model cnn] [--reps 7] [--steps 30]
     python benchmarks/run_all.py   # every backend, results into RESULTS.md
 """
 
@@ -20,9 +30,21 @@ import numpy as np
 
 import keras_regx as kr
 from _timing import header
-from _timing import time_fits
+from _timing import paired_ratio
+from _timing import time_fits_per_rep
 
 LAYERS, UNITS, BATCH = 24, 256, 64
+IMAGE, FILTERS, BLOCKS, IMAGE_BATCH = 16, 16, 3, 32
+
+# (configuration, reference) pairs reported as paired ratios.
+RATIOS = (
+    ("keras L2 (control)", "keras L2"),
+    ("kr L2", "keras L2"),
+    ("kr ElasticNet", "keras L1L2"),
+    ("kr L1 proximal", "keras L1"),
+    ("kr L2 scheduled", "kr L2"),
+    ("kr ElasticNet scheduled", "kr ElasticNet"),
+)
 
 
 def configurations(total_steps):
@@ -30,6 +52,7 @@ def configurations(total_steps):
     return {
         "none": lambda: None,
         "keras L2": lambda: keras.regularizers.L2(1e-4),
+        "keras L2 (control)": lambda: keras.regularizers.L2(1e-4),
         "kr L2": lambda: kr.L2(1e-4),
         "kr L2 scheduled": lambda: kr.L2(ramp),
         "keras L1L2": lambda: keras.regularizers.L1L2(1e-5, 1e-4),
@@ -41,6 +64,7 @@ def configurations(total_steps):
 
 
 def build(make_reg):
+    """The MLP, every kernel and bias regularized by `make_reg()`."""
     keras.utils.set_random_seed(0)
     reg = make_reg()
     model = keras.Sequential(
@@ -57,35 +81,52 @@ def build(make_reg):
     return model
 
 
-def main(reps, steps):
+def build_cnn(make_reg):
+    """The residual CNN, every kernel and bias regularized by `make_reg()`."""
+    keras.utils.set_random_seed(0)
+    reg = make_reg()
+    L = keras.layers
+
+    def conv(x):
+        x = L.Conv2D(FILTERS, 3, padding="same", kernel_regularizer=reg,
+                     bias_regularizer=reg)(x)
+        return L.BatchNormalization()(x)
+
+    inputs = keras.Input((IMAGE, IMAGE, 3))
+    x = L.Activation("relu")(conv(inputs))
+    for _ in range(BLOCKS):
+        y = conv(L.Activation("relu")(conv(x)))
+        x = L.Activation("relu")(L.Add()([x, y]))
+    x = L.GlobalAveragePooling2D()(x)
+    outputs = L.Dense(10, kernel_regularizer=reg, bias_regularizer=reg)(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.SGD(1e-3), "mse")
+    return model
+
+
+MODELS = {"mlp": (build, BATCH, (UNITS,), 1), "cnn": (build_cnn, IMAGE_BATCH, (IMAGE, IMAGE, 3), 10)}
+
+
+def main(reps, steps, model="mlp"):
+    builder, batch, shape, outputs = MODELS[model]
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(BATCH * steps, UNITS)).astype("float32")
-    y = rng.normal(size=(BATCH * steps, 1)).astype("float32")
+    x = rng.normal(size=(batch * steps, *shape)).astype("float32")
+    y = rng.normal(size=(batch * steps, outputs)).astype("float32")
     configs = configurations(total_steps=(reps + 1) * steps)
-    models = {name: build(make) for name, make in configs.items()}
+    models = {name: builder(make) for name, make in configs.items()}
     callbacks = {
         name: [kr.callbacks.RegularizationScheduler()]
         for name in configs if "scheduled" in name or "proximal" in name
     }
-    medians = time_fits(models, callbacks, x, y, BATCH, reps)
+    times = time_fits_per_rep(models, callbacks, x, y, batch, reps)
+    medians = {k: float(np.median(v)) for k, v in times.items()}
     base = medians["none"]
-
-    def ratio(a, b):
-        return round(medians[a] / medians[b], 3)
-
     result = {
         **header(reps, steps),
+        "model": model,
         "median_ms": {k: round(v * 1e3, 3) for k, v in medians.items()},
         "ratio_to_none": {k: round(v / base, 3) for k, v in medians.items()},
-        "ratios": {
-            "kr L2 / keras L2": ratio("kr L2", "keras L2"),
-            "kr ElasticNet / keras L1L2": ratio("kr ElasticNet", "keras L1L2"),
-            "kr L2 scheduled / kr L2": ratio("kr L2 scheduled", "kr L2"),
-            "kr ElasticNet scheduled / kr ElasticNet": ratio(
-                "kr ElasticNet scheduled", "kr ElasticNet"
-            ),
-            "kr L1 proximal / keras L1": ratio("kr L1 proximal", "keras L1"),
-        },
+        "ratios": {f"{a} / {b}": paired_ratio(times, a, b) for a, b in RATIOS},
     }
     print(json.dumps(result))
     return result
@@ -93,7 +134,8 @@ def main(reps, steps):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
+    parser.add_argument("--model", choices=sorted(MODELS), default="mlp")
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
-    main(args.reps, args.steps)
+    main(args.reps, args.steps, args.model)

@@ -31,24 +31,36 @@ def run(script, backend, args):
 
 
 def table(results, times, ratios, reference):
-    """Rows: configurations; columns: backends; cells: time and ratio."""
+    """Rows: configurations; columns: backends; cells: time and ratio.
+
+    A ratio is a float (ratio of medians) or a paired ratio `[median, low,
+    high]`; the reference itself has no entry (1x).
+    """
+    def cell(r, name):
+        ratio = r[ratios].get(name, 1.0)
+        if isinstance(ratio, list):
+            return f"{r[times][name]:.2f} ms ({ratio[0]:.2f}x [{ratio[1]:.2f}, {ratio[2]:.2f}])"
+        return f"{r[times][name]:.2f} ms ({ratio:.2f}x)"
+
     lines = [
         "| configuration | " + " | ".join(r["backend"] for r in results) + " |",
         "|---|" + "---|" * len(results),
     ]
     for name in results[0][times]:
-        cells = [f"{r[times][name]:.2f} ms ({r[ratios][name]:.2f}x)" for r in results]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(cell(r, name) for r in results) + " |")
     return "\n".join(lines) + f"\n\nIn brackets: the ratio to {reference}."
 
 
 def ratio_table(results, key):
+    """Paired ratios: median [95% interval] per backend."""
     lines = [
         "| ratio | " + " | ".join(r["backend"] for r in results) + " |",
         "|---|" + "---|" * len(results),
     ]
     for name in results[0][key]:
-        cells = [f"{r[key][name]:.3f}" for r in results]
+        cells = [
+            "{:.3f} [{:.3f}, {:.3f}]".format(*r[key][name]) for r in results
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -68,6 +80,7 @@ def main():
     args = parser.parse_args()
     flags = ["--reps", args.reps, "--steps", args.steps]
     regularizers = [run("bench_regularizers.py", b, flags) for b in BACKENDS]
+    cnn = [run("bench_regularizers.py", b, flags + ["--model", "cnn"]) for b in BACKENDS]
     dropout = [run("bench_dropout.py", b, flags) for b in BACKENDS]
     sparsity = [run("bench_sparsity.py", b, flags) for b in BACKENDS]
     imports = [run("bench_import.py", b, ["--reps", args.reps]) for b in BACKENDS]
@@ -100,24 +113,41 @@ Every figure is a median of seconds per training step of `fit()` over {args.step
 ## Regularizer step time (`bench_regularizers.py`)
 
 24 Dense layers of 256 units + a Dense(1) head, batch 64, SGD, kernel and bias
-regularized. Scheduled configurations run with
+regularized. Scheduled configurations (a ramp) and the proximal one run with
 `RegularizationScheduler(update_freq="batch")`, whose cost is included.
+"keras L2 (control)" is a second Keras L2 model, built separately: the
+distance of its ratio from 1 is this run's noise.
 
 {table(regularizers, "median_ms", "ratio_to_none", "no regularization")}
 
+Paired ratios: in each repetition the two configurations ran within seconds
+of each other; the median of the per-repetition ratios, and in brackets its
+distribution-free 95% confidence interval (order statistics of the
+{args.reps} ratios).
+
 {ratio_table(regularizers, "ratios")}
+
+### Residual CNN (`bench_regularizers.py --model cnn`)
+
+16x16x3 inputs, batch 32: a Conv2D(16) stem, three residual blocks of two 3x3
+Conv2D(16) with BatchNormalization, global average pooling, Dense(10); every
+kernel and bias regularized, SGD. Same configurations.
+
+{table(cnn, "median_ms", "ratio_to_none", "no regularization")}
+
+{ratio_table(cnn, "ratios")}
 
 ## Dropout layers (`bench_dropout.py`)
 
 Activations: Conv2D(32) -> drop -> Conv2D(32) -> drop -> pooling -> Dense(10),
 inputs 32x32x32, batch 32, rate {0.1} (scheduled: a ramp 0 -> 0.2).
 
-{table(dropout, "activations_ms", "activations_ratio", "keras.layers.Dropout")}
+{table(dropout, "activations_ms", "activations_ratio", "keras.layers.Dropout (paired, median [95% interval])")}
 
 Weights: three Dense(512) with Dropout(0.3) after each, against three
 DropConnectDense(512, rate=0.3), batch 128.
 
-{table(dropout, "weights_ms", "weights_ratio", "Dense + keras.layers.Dropout")}
+{table(dropout, "weights_ms", "weights_ratio", "Dense + keras.layers.Dropout (paired, median [95% interval])")}
 
 ## SparsityMonitor (`bench_sparsity.py`)
 
