@@ -1,6 +1,6 @@
 """Runs every benchmark on every backend and writes benchmarks/RESULTS.md.
 
-    python benchmarks/run_all.py [--reps 7] [--steps 30]
+    python benchmarks/run_all.py [--reps 7] [--steps 30] [--resume]
 
 Each backend runs in its own process (KERAS_BACKEND is read at import). The
 tables are regenerated; the notes under "## Reading these numbers" in the
@@ -19,15 +19,39 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "RESULTS.md")
 BACKENDS = ("tensorflow", "jax", "torch")
 NOTES = "## Reading these numbers"
+PARTIAL = os.path.join(HERE, ".partial_results.json")  # git-ignored
+RESUME = False
 
 
 def run(script, backend, args):
+    """Runs one benchmark on one backend; its JSON result, kept in PARTIAL.
+
+    With `--resume`, a result already in PARTIAL for the same script,
+    backend and arguments is reused instead of run again (a run that failed
+    halfway need not start over).
+    """
+    key = f"{script} {backend} {' '.join(args)}"
+    if RESUME and key in _partial():
+        return _partial()[key]
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-    out = subprocess.run(
+    proc = subprocess.run(
         [sys.executable, os.path.join(HERE, script), *args],
-        env=env, capture_output=True, text=True, check=True,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+        env=env, capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        sys.exit(f"{key} failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    done = {**_partial(), key: result}
+    with open(PARTIAL, "w") as f:
+        json.dump(done, f)
+    return result
+
+
+def _partial():
+    if not os.path.exists(PARTIAL):
+        return {}
+    with open(PARTIAL) as f:
+        return json.load(f)
 
 
 def table(results, times, ratios, reference):
@@ -77,7 +101,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--reps", default="7")
     parser.add_argument("--steps", default="30")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the results a previous, interrupted run saved")
     args = parser.parse_args()
+    global RESUME
+    RESUME = args.resume
+    if not RESUME and os.path.exists(PARTIAL):
+        os.remove(PARTIAL)
     flags = ["--reps", args.reps, "--steps", args.steps]
     regularizers = [run("bench_regularizers.py", b, flags) for b in BACKENDS]
     cnn = [run("bench_regularizers.py", b, flags + ["--model", "cnn"]) for b in BACKENDS]

@@ -9,6 +9,11 @@ from keras_regx.schedules import check_bool
 from keras_regx.schedules import check_real
 from keras_regx.sparsity import _Counter
 
+__all__ = [
+    "RegularizationScheduler",
+    "SparsityMonitor",
+]
+
 _PACKAGE = "keras_regx"
 _UPDATE_FREQS = ("batch", "epoch")
 
@@ -158,9 +163,14 @@ class RegularizationScheduler(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         # At an epoch start every backend re-reads the variables, and on JAX
         # the model state is synced, so a plain read and assign are right here.
-        self._epoch_step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        optimizer = _proximal._inner(self.model.optimizer)
+        # With gradient accumulation Keras counts batches in `_iterations`
+        # and updates (every `accumulate`-th batch) in `iterations`; the
+        # schedules follow the updates.
+        self._accumulate = optimizer.gradient_accumulation_steps or 1
+        self._epoch_batches = int(ops.convert_to_numpy(optimizer._iterations))
         self._first_batch = None
-        self._set_step(self._epoch_step)
+        self._set_step(self._epoch_batches // self._accumulate)
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.update_freq != "batch":
@@ -169,7 +179,8 @@ class RegularizationScheduler(keras.callbacks.Callback):
             self._first_batch = batch
             return  # on_epoch_begin already set this step
         write = self._writer.write if self._writer is not None else None
-        self._set_step(self._epoch_step + batch - self._first_batch, write)
+        batches = self._epoch_batches + batch - self._first_batch
+        self._set_step(batches // self._accumulate, write)
 
     def _set_step(self, step, write=None):
         """Moves every schedule to `step`; `write` stores a changed value."""

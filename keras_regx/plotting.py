@@ -28,6 +28,10 @@ import os
 import keras
 import numpy as np
 
+__all__ = [
+    "plot_history",
+]
+
 _INSTALL = 'pip install "keras_regx[plot]"'
 _MISSING = ("", "NA")  # cells CSVLogger writes for a key absent from the logs
 _LOSS = ("loss",)

@@ -34,6 +34,14 @@ from keras_regx._penalties import elastic_net
 from keras_regx.schedules import _describe
 from keras_regx.schedules import check_bool
 
+__all__ = [
+    "ElasticNet",
+    "GroupLasso",
+    "L1",
+    "L2",
+    "ScheduledRegularizer",
+]
+
 _PACKAGE = "keras_regx"
 
 

@@ -19,6 +19,18 @@ import keras
 import numpy as np
 from keras import ops
 
+__all__ = [
+    "Constant",
+    "Cosine",
+    "Exponential",
+    "Join",
+    "Linear",
+    "PiecewiseConstant",
+    "Polynomial",
+    "Schedule",
+    "value_at",
+]
+
 _PACKAGE = "keras_regx"
 _LRSchedule = keras.optimizers.schedules.LearningRateSchedule
 # Values end up in float32 (variables, the compiled step): a larger finite
@@ -187,7 +199,23 @@ class Schedule(_LRSchedule):
 
 
 def value_at(schedule, step):
-    """Evaluates any schedule on the host: ours through NumPy, Keras' eagerly."""
+    """Evaluates any schedule on the host: ours through NumPy, Keras' eagerly.
+
+    Args:
+        schedule: a keras_regx schedule or a Keras `LearningRateSchedule`.
+        step: int >= 0, the number of optimizer updates already applied.
+
+    Returns:
+        The value as a Python float.
+
+    Example:
+    ```python
+    >>> kr.schedules.value_at(kr.schedules.Linear(0.0, 1.0, end_step=4), 1)
+    0.25
+    >>> kr.schedules.value_at(keras.optimizers.schedules.ExponentialDecay(1.0, 2, 0.5), 2)
+    0.5
+    ```
+    """
     if isinstance(schedule, Schedule):
         return schedule.value_at(step)
     return float(ops.convert_to_numpy(schedule(step)))

@@ -29,6 +29,14 @@ from keras import ops
 from keras_regx.schedules import check_bool
 from keras_regx.schedules import check_real
 
+__all__ = [
+    "fraction_zero",
+    "model_sparsity",
+    "structured_count",
+    "structured_fraction",
+    "zero_count",
+]
+
 
 def _check_axis(axis, rank):
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):

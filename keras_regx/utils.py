@@ -10,6 +10,12 @@ from keras_regx.schedules import _describe
 from keras_regx.sparsity import _layers
 from keras_regx.sparsity import _own_variables
 
+__all__ = [
+    "apply_regularization",
+    "mc_predict",
+    "remove_regularization",
+]
+
 
 class _MonteCarloSampler(keras.Model):
     """Runs `model` on `samples` stacked copies of each batch in one pass."""

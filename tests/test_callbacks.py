@@ -89,6 +89,22 @@ def test_steps_per_execution_updates_once_per_execution():
     np.testing.assert_allclose(steps.losses, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_gradient_accumulation_schedules_follow_updates_not_batches():
+    # Keras counts updates in `optimizer.iterations`: with 3 batches per
+    # update, the 3 batches of an update run at the value of the same step,
+    # within an epoch and across epoch starts (10 batches per epoch).
+    model = zero_data_loss_model(regularizers.L1(RAMP, name="ramp"))
+    model.compile(keras.optimizers.SGD(0.0, gradient_accumulation_steps=3), "mse")
+    steps = StepLosses()
+    x, y = zeros(10)
+    history = model.fit(x, y, batch_size=1, epochs=3, verbose=0, shuffle=False,
+                        callbacks=[RegularizationScheduler(), steps])
+    expected = [RAMP.value_at(batch // 3) * L1_PENALTY for batch in range(30)]
+    np.testing.assert_allclose(steps.losses, expected, rtol=1e-4, atol=1e-5)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 10
+    assert history.history["ramp/l1"] == [RAMP.value_at(b // 3) for b in (9, 19, 29)]
+
+
 def test_keras_learning_rate_schedule_as_strength():
     schedule = keras.optimizers.schedules.ExponentialDecay(1.0, 4, 0.5)
     model = zero_data_loss_model(regularizers.L2(schedule))

@@ -230,6 +230,34 @@ def test_mixed_precision():
     assert float(numpy(loss)) == pytest.approx(expected, rel=1e-3)
 
 
+@pytest.mark.parametrize("jit_compile", jit_compile_options())
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_in_compiled_fit(policy, jit_compile):
+    # Under a global mixed policy the wrapped layer computes in 16 bits, the
+    # drop probability stays a float32 weight and is learned.
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        layer = ConcreteDropout(keras.layers.Dense(8, activation="relu"),
+                                init_min=0.3, init_max=0.3, seed=0)
+        model = keras.Sequential([keras.Input((5,)), layer,
+                                  keras.layers.Dense(1, dtype="float32")])
+        optimizer = keras.optimizers.SGD(0.05)
+        if policy == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=128.0)
+        model.compile(optimizer, "mse", jit_compile=jit_compile)
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(64, 5)).astype("float32")
+        y = x @ rng.normal(size=(5, 1)).astype("float32")
+        history = model.fit(x, y, batch_size=16, epochs=3, verbose=0)
+        compute = keras.backend.standardize_dtype(layer(x[:2], training=True).dtype)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert compute == policy.split("_")[1]
+    assert layer.p_logit.dtype == "float32"
+    assert np.isfinite(history.history["loss"]).all()
+    assert 0.0 < layer.rate < 1.0 and layer.rate != pytest.approx(0.3, abs=1e-6)
+
+
 def test_rate_property():
     layer = ConcreteDropout(keras.layers.Dense(2), init_min=0.25, init_max=0.25)
     assert isinstance(layer.rate, float)

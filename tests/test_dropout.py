@@ -221,13 +221,15 @@ def test_config_round_trips_for_random_arguments(cls, rate, noise_shape, seed, b
         cls.from_config({**layer.get_config(), "rate": bad})
 
 
+@pytest.mark.parametrize("cls", LAYERS)
 @pytest.mark.parametrize("jit_compile", jit_compile_options())
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_precision_keeps_the_compute_dtype_and_a_live_float32_rate(policy, jit_compile):
+def test_mixed_precision_keeps_the_compute_dtype_and_a_live_float32_rate(
+        policy, jit_compile, cls):
     # The scheduled rate stays a float32 variable (not autocast), the output
     # keeps the policy's compute dtype, and the schedule is live.
     dtype, rates, losses = fit_under_policy(
-        policy, lambda rate: kr.layers.ScheduledDropout(rate, seed=1), (12,), jit_compile)
+        policy, lambda rate: cls(rate, seed=1), (12,), jit_compile)
     assert dtype == policy.split("_")[1]
     assert rates == pytest.approx([0.1 + 0.3 * 1 / 3, 0.1 + 0.3 * 3 / 3])
     assert np.isfinite(losses).all()

@@ -10,6 +10,10 @@ from keras_regx.schedules import _describe
 from keras_regx.schedules import check_bool
 from keras_regx.schedules import check_real
 
+__all__ = [
+    "ConcreteDropout",
+]
+
 _PACKAGE = "keras_regx"
 # Keeps the logistic noise finite: u is drawn from [_EPS, 1 - _EPS) (float32).
 _EPS = 1e-7

@@ -31,6 +31,11 @@ from keras import ops
 from keras_regx.layers._base import ScheduledLayer
 from keras_regx.schedules import _describe
 
+__all__ = [
+    "DropBlock1D",
+    "DropBlock2D",
+]
+
 _PACKAGE = "keras_regx"
 _DATA_FORMATS = ("channels_last", "channels_first")
 

@@ -7,6 +7,10 @@ from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import keep_mask
 from keras_regx.schedules import check_bool
 
+__all__ = [
+    "DropConnectDense",
+]
+
 _PACKAGE = "keras_regx"
 
 

@@ -5,6 +5,11 @@ import keras
 from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import dropout
 
+__all__ = [
+    "DropPath",
+    "StochasticDepth",
+]
+
 _PACKAGE = "keras_regx"
 
 

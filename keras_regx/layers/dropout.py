@@ -6,6 +6,11 @@ from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import check_noise_shape
 from keras_regx.layers._base import dropout
 
+__all__ = [
+    "MCDropout",
+    "ScheduledDropout",
+]
+
 _PACKAGE = "keras_regx"
 
 
