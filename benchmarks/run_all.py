@@ -113,6 +113,7 @@ def main():
     cnn = [run("bench_regularizers.py", b, flags + ["--model", "cnn"]) for b in BACKENDS]
     dropout = [run("bench_dropout.py", b, flags) for b in BACKENDS]
     sparsity = [run("bench_sparsity.py", b, flags) for b in BACKENDS]
+    scheduler = [run("bench_scheduler.py", b, flags) for b in BACKENDS]
     imports = [run("bench_import.py", b, ["--reps", args.reps]) for b in BACKENDS]
     versions = subprocess.run(
         [sys.executable, "-c",
@@ -127,6 +128,11 @@ def main():
         f"{100 * r['measure_fraction_of_epoch']:.2f}% | {r['scan_GB_per_s']:.2f} / "
         f"{r['copy_GB_per_s']:.2f} GB/s |"
         for r in sparsity
+    )
+    scheduler_rows = "\n".join(
+        f"| {r['backend']} | {r['step_ms']:.2f} ms | {r['scheduler_us_per_step']:.0f} us | "
+        f"{100 * r['share_of_step']:.2f}% |"
+        for r in scheduler
     )
     import_rows = "\n".join(
         f"| {r['backend']} | {r['median_ms']['keras']:.0f} ms | "
@@ -189,6 +195,17 @@ throughput against a plain device copy of the same weights.
 | backend | epoch | epoch with monitor | ratio | one measurement | share of epoch | scan / copy |
 |---|---|---|---|---|---|---|
 {sparsity_rows}
+
+## The scheduler's own work (`bench_scheduler.py`)
+
+`RegularizationScheduler`'s per-step hooks timed alone on the MLP with a
+scheduled ElasticNet (two strengths that change every step): median over
+{args.reps} rounds of the mean cost per step, and its share of the same model's
+median step time in `fit()`.
+
+| backend | step | scheduler per step | share of step |
+|---|---|---|---|
+{scheduler_rows}
 
 ## Import time (`bench_import.py`)
 
