@@ -5,8 +5,9 @@ On TensorFlow and JAX it is Keras' own expression, compiled with the train step.
 PyTorch runs eagerly and records one autograd node per operation, so there the
 penalty is a single `torch.autograd.Function`: the same forward kernels (same
 value), and a backward of three kernels, `g * (l1 * sign(x) + 2 * l2 * x)`.
-On the benchmark MLP, ElasticNet added 39% to a PyTorch step where Keras'
-L1L2 added 79% (benchmarks/RESULTS.md).
+On the benchmark MLP, ElasticNet added 51% to a PyTorch step where Keras'
+L1L2 added 76% (benchmarks/RESULTS.md, 2026-11-27; earlier runs: 39% / 79%,
+30% / 61%).
 """
 
 import keras
