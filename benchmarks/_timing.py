@@ -27,7 +27,11 @@ def machine():
 
 def time_fits(models, callbacks, x, y, batch_size, reps):
     """Median seconds per step of one epoch of `fit()` for each model."""
-    times = time_fits_per_rep(models, callbacks, x, y, batch_size, reps)
+    return medians(time_fits_per_rep(models, callbacks, x, y, batch_size, reps))
+
+
+def medians(times):
+    """The median of each configuration's per-repetition times."""
     return {name: statistics.median(t) for name, t in times.items()}
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 import keras_regx as kr
 from _timing import header
+from _timing import medians
 from _timing import paired_ratio
 from _timing import time_fits_per_rep
 
@@ -116,7 +117,7 @@ def main(reps, steps):
     mlp = time_fits_per_rep(models, scheduler_for(configs), x, y, DENSE_BATCH, reps)
 
     def medians_ms(times):
-        return {k: round(float(np.median(v)) * 1e3, 3) for k, v in times.items()}
+        return {k: round(v * 1e3, 3) for k, v in medians(times).items()}
 
     def ratios(times, reference):
         """Paired ratio to `reference`: median and 95% interval."""

@@ -30,6 +30,7 @@ import numpy as np
 
 import keras_regx as kr
 from _timing import header
+from _timing import medians as _medians
 from _timing import paired_ratio
 from _timing import time_fits_per_rep
 
@@ -119,7 +120,7 @@ def main(reps, steps, model="mlp"):
         for name in configs if "scheduled" in name or "proximal" in name
     }
     times = time_fits_per_rep(models, callbacks, x, y, batch, reps)
-    medians = {k: float(np.median(v)) for k, v in times.items()}
+    medians = _medians(times)
     base = medians["none"]
     result = {
         **header(reps, steps),
