@@ -111,6 +111,7 @@ def main():
     flags = ["--reps", args.reps, "--steps", args.steps]
     regularizers = [run("bench_regularizers.py", b, flags) for b in BACKENDS]
     cnn = [run("bench_regularizers.py", b, flags + ["--model", "cnn"]) for b in BACKENDS]
+    floor = [run("ab_penalty.py", b, flags) for b in BACKENDS]
     dropout = [run("bench_dropout.py", b, flags) for b in BACKENDS]
     sparsity = [run("bench_sparsity.py", b, flags) for b in BACKENDS]
     scheduler = [run("bench_scheduler.py", b, flags) for b in BACKENDS]
@@ -133,6 +134,12 @@ def main():
         f"| {r['backend']} | {r['step_ms']:.2f} ms | {r['scheduler_us_per_step']:.0f} us | "
         f"{100 * r['share_of_step']:.2f}% |"
         for r in scheduler
+    )
+    floor_rows = "\n".join(
+        f"| {r['backend']} | {r['median_ms']['none']:.2f} ms | "
+        + " | ".join(f"{r['added_ms'][k]:+.2f} ms" for k in ("floor", "keras L1L2", "kr ElasticNet"))
+        + " | {:.3f} [{:.3f}, {:.3f}] |".format(*r["ratios"]["kr ElasticNet / keras L1L2"])
+        for r in floor
     )
     import_rows = "\n".join(
         f"| {r['backend']} | {r['median_ms']['keras']:.0f} ms | "
@@ -162,6 +169,18 @@ distribution-free 95% confidence interval (order statistics of the
 {args.reps} ratios).
 
 {ratio_table(regularizers, "ratios")}
+
+### What is left to gain (`ab_penalty.py`)
+
+The same MLP; the time each regularizer adds to the unregularized step.
+"floor" is a regularizer whose penalty is one weight entry times 0: it costs
+nothing to compute but, like every regularizer, sends a gradient into each
+weight, so what it adds is Keras collecting the losses plus the gradient
+sums, which no penalty avoids.
+
+| backend | no regularizer | floor adds | keras L1L2 adds | kr ElasticNet adds | kr ElasticNet / keras L1L2 |
+|---|---|---|---|---|---|
+{floor_rows}
 
 ### Residual CNN (`bench_regularizers.py --model cnn`)
 
