@@ -17,7 +17,9 @@ import numpy as np
 
 import keras_regx as kr
 from _timing import header
-from _timing import time_fits
+from _timing import medians as _medians
+from _timing import paired_ratio
+from _timing import time_fits_per_rep
 from bench_regularizers import BATCH
 from bench_regularizers import UNITS
 from bench_regularizers import build
@@ -34,12 +36,14 @@ def main(reps, steps):
     }
     models = {k: build(m) for k, m in makers.items()}
     callbacks = {"kr L1 proximal": [kr.callbacks.RegularizationScheduler()]}
-    medians = time_fits(models, callbacks, x, y, BATCH, reps)
+    times = time_fits_per_rep(models, callbacks, x, y, BATCH, reps)
+    medians = _medians(times)
     result = {
         **header(reps, steps),
         "median_ms": {k: round(v * 1e3, 3) for k, v in medians.items()},
+        # Paired: median [95% interval] of the per-repetition ratios.
         "ratio_to_keras_l1": {
-            k: round(v / medians["keras L1"], 3) for k, v in medians.items()
+            k: paired_ratio(times, k, "keras L1") for k in medians if k != "keras L1"
         },
     }
     print(json.dumps(result))

@@ -1,4 +1,5 @@
-"""The elastic-net penalty `l1 * sum(abs(x)) + l2 * sum(square(x))`.
+"""The elastic-net penalty `l1 * sum(abs(x)) + l2 * sum(square(x))`, and the
+soft-threshold that proximal L1 applies after each update.
 
 One function for L1, L2 and ElasticNet (`l1` or `l2` None skips that term).
 On TensorFlow and JAX it is Keras' own expression, compiled with the train step.
@@ -21,13 +22,31 @@ import keras
 from keras import ops
 
 
-def _keras_penalty(x, l1, l2):
+def _keras_penalty(x, l1, l2, gradient):
+    if not gradient:
+        x = ops.stop_gradient(ops.convert_to_tensor(x))
     if l1 is not None:
         l1_term = ops.cast(l1, dtype=x.dtype) * ops.sum(ops.absolute(x))
     if l2 is not None:
         l2_term = ops.cast(l2, dtype=x.dtype) * ops.sum(ops.square(x))
         return l2_term if l1 is None else l1_term + l2_term
     return l1_term
+
+
+def _keras_soft_threshold(w, threshold):
+    # With `relu` for the max: on PyTorch this measured 3x faster than a
+    # clip with tensor bounds and 2x faster than `maximum(., 0.0)`.
+    return ops.sign(w) * ops.relu(ops.absolute(w) - threshold)
+
+
+def _torch_soft_threshold(w, threshold):
+    # `w - clip(w, -t, t)` in three passes with torch's own kernels (keras.ops'
+    # conversions around them cost more than the passes): 0.45-0.75x of the
+    # sign * relu form in a timing of 24 weights of 256 x 256 on the CPU.
+    import torch
+
+    w = ops.convert_to_tensor(w)
+    return w - torch.minimum(torch.maximum(w, -threshold), threshold)
 
 
 def _make_torch_penalty():
@@ -82,14 +101,14 @@ def _make_torch_penalty():
                 grad.addcmul_(x, 2 * l2)
             return grad.mul_(upstream), None, None
 
-    def penalty(x, l1, l2):
+    def penalty(x, l1, l2, gradient):
         x = x.value if isinstance(x, keras.Variable) else ops.convert_to_tensor(x)
         l1 = _torch_strength(l1, x)
         l2 = _torch_strength(l2, x)
-        if not (x.requires_grad and torch.is_grad_enabled()):
+        if not (gradient and x.requires_grad and torch.is_grad_enabled()):
             # No gradient to record (a proximal penalty's value, evaluation):
-            # the forward alone, without an autograd node.
-            return ElasticNetPenalty.forward(None, x, l1, l2)
+            # the forward alone, on a tensor autograd does not follow.
+            return ElasticNetPenalty.forward(None, x.detach(), l1, l2)
         return ElasticNetPenalty.apply(x, l1, l2)
 
     def _torch_strength(strength, x):
@@ -102,11 +121,23 @@ def _make_torch_penalty():
     return penalty
 
 
-def elastic_net(x, l1, l2):
-    """`l1 * sum(abs(x)) + l2 * sum(square(x))`; a None strength skips its term."""
+def elastic_net(x, l1, l2, gradient=True):
+    """`l1 * sum(abs(x)) + l2 * sum(square(x))`; a None strength skips its term.
+
+    With `gradient=False` the value carries no gradient (a proximal penalty's
+    value, counted in the loss while its step is taken after the update).
+    """
     if l1 is None and l2 is None:
         return ops.zeros((), dtype=keras.backend.standardize_dtype(x.dtype))
-    return _penalty(x, l1, l2)
+    return _penalty(x, l1, l2, gradient)
 
 
-_penalty = _make_torch_penalty() if keras.backend.backend() == "torch" else _keras_penalty
+def soft_threshold(w, threshold):
+    """`sign(w) * max(abs(w) - threshold, 0)`; `threshold` a tensor of `w`'s dtype."""
+    return _soft_threshold(w, threshold)
+
+
+if keras.backend.backend() == "torch":
+    _penalty, _soft_threshold = _make_torch_penalty(), _torch_soft_threshold
+else:
+    _penalty, _soft_threshold = _keras_penalty, _keras_soft_threshold

@@ -31,6 +31,7 @@ from keras import ops
 from keras_regx._hyperparameters import ScheduledHyperparameters
 from keras_regx._hyperparameters import _in_training_step
 from keras_regx._penalties import elastic_net
+from keras_regx._penalties import soft_threshold
 from keras_regx.schedules import _describe
 from keras_regx.schedules import check_bool
 
@@ -138,9 +139,7 @@ class L1(ScheduledRegularizer):
         self._finish_init()
 
     def call(self, x):
-        if self.proximal:
-            return elastic_net(_no_gradient(x), self.l1, None)
-        return elastic_net(x, self.l1, None)
+        return elastic_net(x, self.l1, None, gradient=not self.proximal)
 
     def _proximal_map(self, w, step_size, step):
         return _soft_threshold(w, step_size * self._value_at_step("l1", self.l1, step))
@@ -219,7 +218,7 @@ class ElasticNet(ScheduledRegularizer):
         l2 = self.l2 if "l2" in self._scheduled or self.l2 != 0.0 else None
         if not self.proximal or l1 is None:
             return elastic_net(x, l1, l2)
-        l1_term = elastic_net(_no_gradient(x), l1, None)
+        l1_term = elastic_net(x, l1, None, gradient=False)
         return l1_term if l2 is None else elastic_net(x, None, l2) + l1_term
 
     _proximal_map = L1._proximal_map  # the soft-threshold of the L1 term
@@ -340,11 +339,5 @@ def _no_gradient(x):
 
 
 def _soft_threshold(w, threshold):
-    """`sign(w) * max(|w| - threshold, 0)`: exactly 0 where |w| <= threshold.
-
-    With `relu` for the max: on PyTorch, which runs each operation eagerly,
-    this form measured 3x faster than a clip with tensor bounds and 2x faster
-    than `maximum(., 0.0)` (50 kernels of 256 x 256 on the CPU).
-    """
-    threshold = ops.cast(threshold, w.dtype)
-    return ops.sign(w) * ops.relu(ops.absolute(w) - threshold)
+    """`sign(w) * max(|w| - threshold, 0)`: exactly 0 where |w| <= threshold."""
+    return soft_threshold(w, ops.cast(threshold, w.dtype))
