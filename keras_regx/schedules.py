@@ -171,7 +171,12 @@ def _elapsed(step, start, xp):
     """
     if xp is np or not _is_integer(step):
         return step - start
-    return ops.cast(step - min(start, _int_max(step)), "float32")
+    return ops.cast(_integer_elapsed(step, start), "float32")
+
+
+def _integer_elapsed(step, start):
+    """`step - start` in an integer graph step's dtype (`start` capped at its max)."""
+    return step - min(start, _int_max(step))
 
 
 class Schedule(_LRSchedule):
@@ -411,7 +416,7 @@ class Exponential(Schedule):
             elif _unreachable(step, self.decay_steps, xp):
                 p = xp.zeros_like(p)
             else:  # in integers: float32 could round a step across a stair
-                steps = ops.maximum(step - min(self.begin_step, _int_max(step)), 0)
+                steps = ops.maximum(_integer_elapsed(step, self.begin_step), 0)
                 p = ops.cast(ops.floor_divide(steps, self.decay_steps), "float32")
         return self.initial_value * xp.power(self.decay_rate, p)
 

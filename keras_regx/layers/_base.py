@@ -79,10 +79,17 @@ def dropout(x, rate, noise_shape, seed):
         if rate == 0.0:
             return x
         return keras.random.dropout(x, rate, noise_shape=noise_shape, seed=seed)
-    rate = ops.convert_to_tensor(rate)
+    rate, scale = keep_scale(rate, x.dtype)
     keep = keep_mask(concrete_noise_shape(x, noise_shape), rate, seed)
-    scale = ops.cast(1.0 / (1.0 - rate), x.dtype)
     return ops.where(keep, x * scale, ops.zeros((), dtype=x.dtype))
+
+
+def keep_scale(rate, dtype):
+    """`(rate, 1 / (1 - rate))`: a float rate as floats, else as tensors (scale in `dtype`)."""
+    if isinstance(rate, float):
+        return rate, 1.0 / (1.0 - rate)
+    rate = ops.convert_to_tensor(rate)
+    return rate, ops.cast(1.0 / (1.0 - rate), dtype)
 
 
 class ScheduledLayer(ScheduledHyperparameters, keras.layers.Layer):

@@ -29,6 +29,7 @@ import keras
 from keras import ops
 
 from keras_regx.layers._base import ScheduledLayer
+from keras_regx.layers._base import keep_scale
 from keras_regx.schedules import _describe
 
 __all__ = [
@@ -162,15 +163,13 @@ class _DropBlock(ScheduledLayer):
         if not self._training(training):
             return inputs
         n = math.prod(self._block)
-        if isinstance(self.rate, float):
-            if self.rate == 0.0:
-                return inputs
-            threshold = math.exp(math.log1p(-self.rate) / n)
-            scale = 1.0 / (1.0 - self.rate)
+        if isinstance(self.rate, float) and self.rate == 0.0:
+            return inputs
+        rate, scale = keep_scale(self.rate, inputs.dtype)
+        if isinstance(rate, float):
+            threshold = math.exp(math.log1p(-rate) / n)
         else:
-            rate = ops.convert_to_tensor(self.rate)
             threshold = ops.exp(ops.log1p(-rate) / n)
-            scale = ops.cast(1.0 / (1.0 - rate), inputs.dtype)
         shape = list(ops.shape(inputs))
         channels_first = self.data_format == "channels_first"
         if channels_first:

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import keep_mask
+from keras_regx.layers._base import keep_scale
 from keras_regx.schedules import check_bool
 
 __all__ = [
@@ -24,13 +25,9 @@ def _drop_weight(weight, rate, seed):
     and JAX the two are the same within noise.
     """
     weight = weight.value if isinstance(weight, keras.Variable) else weight
-    if isinstance(rate, float):
-        if rate == 0.0:
-            return weight
-        scale = 1.0 / (1.0 - rate)
-    else:
-        rate = ops.convert_to_tensor(rate)
-        scale = ops.cast(1.0 / (1.0 - rate), weight.dtype)
+    if isinstance(rate, float) and rate == 0.0:
+        return weight
+    rate, scale = keep_scale(rate, weight.dtype)
     keep = keep_mask(ops.shape(weight), rate, seed)
     return weight * (ops.cast(keep, weight.dtype) * scale)
 
