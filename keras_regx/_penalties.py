@@ -10,12 +10,12 @@ weight as we found: forward `sign(x)`, `dot(sign(x), x)` (= sum(abs(x))) and
 rounding, the summation order differs); backward
 `upstream * (l1 * sign(x) + 2 * l2 * x)` in two passes over the kept signs.
 On the benchmark MLP (`benchmarks/ab_penalty.py`, 11 paired repetitions,
-2026-11-27) ElasticNet added 8.0 ms to a 19.7 ms step, Keras' L1L2 15.2 ms,
+2026-11-27) ElasticNet added 9.1 ms to a 22.1 ms step, Keras' L1L2 16.4 ms,
 and a "floor" regularizer whose penalty costs nothing but still sends a
-gradient into every weight 6.4 ms: that much is Keras collecting the losses
+gradient into every weight 6.8 ms: that much is Keras collecting the losses
 and autograd adding a second gradient into each weight's, which no penalty
 avoids. (The previous version, abs + sum and square + sum forward and three
-backward passes, added 9.6 ms where L1L2 added 16.3 ms.)
+backward passes, added 9.6 ms where L1L2 added 16.3 ms to a 20.7 ms step.)
 """
 
 import keras
@@ -34,8 +34,8 @@ def _keras_penalty(x, l1, l2, gradient):
 
 
 def _keras_soft_threshold(w, threshold):
-    # With `relu` for the max: on PyTorch this measured 3x faster than a
-    # clip with tensor bounds and 2x faster than `maximum(., 0.0)`.
+    # With `relu` for the max (run eagerly, cheaper than a clip with tensor
+    # bounds or `maximum(., 0.0)`).
     return ops.sign(w) * ops.relu(ops.absolute(w) - threshold)
 
 
@@ -83,23 +83,18 @@ def _make_torch_penalty():
         def backward(ctx, upstream):
             # `upstream * (l1 * sign(x) + 2 * l2 * x)` in two elementwise
             # passes over the signs kept by the forward (taken, not copied: a
-            # second backward of a retained graph recomputes them).
+            # second backward of a retained graph recomputes them); the
+            # strengths meet `upstream` in scalar operations.
             (x,) = ctx.saved_tensors
             l1, l2 = ctx.l1, ctx.l2
             if l1 is None:
                 return x * (upstream * (2 * l2)), None, None
             grad = ctx.signs if ctx.signs is not None else torch.sign(x)
             ctx.signs = None
-            if l2 is None:
-                return grad.mul_(l1 * upstream), None, None
-            if isinstance(l1, float) and l1 > 0.0 and isinstance(l2, float):
-                return grad.add_(x, alpha=2.0 * l2 / l1).mul_(l1 * upstream), None, None
-            grad.mul_(l1)
-            if isinstance(l2, float):
-                grad.add_(x, alpha=2.0 * l2)
-            else:
-                grad.addcmul_(x, 2 * l2)
-            return grad.mul_(upstream), None, None
+            grad.mul_(l1 * upstream)
+            if l2 is not None:
+                grad.addcmul_(x, upstream * (2 * l2))
+            return grad, None, None
 
     def penalty(x, l1, l2, gradient):
         x = x.value if isinstance(x, keras.Variable) else ops.convert_to_tensor(x)

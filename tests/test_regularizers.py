@@ -77,6 +77,25 @@ def test_penalty_closed_form():
     )
 
 
+@pytest.mark.parametrize("l1,l2", [(1e-30, 1e10), (1e10, 1e-30), (0.0, 1e10)])
+def test_extreme_strength_ratios_step_like_numpy(l1, l2):
+    # One SGD step with zero data loss moves the kernel by exactly
+    # lr * (l1 * sign(w) + 2 * l2 * w): no overflow from the strengths' ratio.
+    w0 = np.array([[0.5, -0.25], [-0.0625, 0.125]], "float32")
+    lr = 1e-12
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(
+        2, use_bias=False, kernel_initializer=keras.initializers.Constant(w0),
+        kernel_regularizer=regularizers.ElasticNet(l1, l2))])
+    model.compile(keras.optimizers.SGD(lr), "mse")
+    history = model.fit(np.zeros((4, 2), "float32"), np.zeros((4, 2), "float32"),
+                        batch_size=4, epochs=1, verbose=0)
+    w64 = w0.astype("float64")
+    expected_loss = l1 * np.abs(w64).sum() + l2 * np.square(w64).sum()
+    expected_kernel = w64 - lr * (l1 * np.sign(w64) + 2 * l2 * w64)
+    assert history.history["loss"][0] == pytest.approx(expected_loss, rel=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(model.layers[0].kernel), expected_kernel, rtol=1e-6)
+
+
 def _mlp(kernel_regularizer, bias_regularizer):
     keras.utils.set_random_seed(7)
     model = keras.Sequential(
