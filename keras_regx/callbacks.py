@@ -219,7 +219,7 @@ class RegularizationScheduler(keras.callbacks.Callback):
         batches = self._epoch_batches + batch - self._first_batch
         self._set_step(batches // self._accumulate, write)
 
-    def _set_step(self, step, write=_assign):
+    def _set_step(self, step, write):
         """Moves every schedule to `step`; `write` stores a changed value."""
         for obj in self._objects:
             for variable, value in obj._values_at(step):
