@@ -1,22 +1,38 @@
 # Two commands on a fresh machine with Python 3.10+:
 #   make demo   - compares 8 regularizers on scikit-learn's digits (table + compare_regularizers.png)
 #   make test   - runs the whole test suite once per Keras backend (TensorFlow, JAX, PyTorch)
-# Each creates .venv and installs what it needs on first use.
+# Each creates .venv and installs the pinned versions of constraints.txt on first use.
+#   make test-latest - the same suite in .venv-latest with the newest releases the
+#                      registry serves (no pins), to see drift before it breaks `make test`
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BACKENDS ?= tensorflow jax torch
+CONSTRAINTS ?= constraints.txt
+EXTRAS := tensorflow-cpu,jax,torch,test,examples
 # torch==2.13.0 is a CPU build; an unpinned torch pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
+LATEST_VENV := .venv-latest
 
-.PHONY: demo test install clean
+# Runs the suite with $(1)/bin/python once per backend; fails if any backend fails.
+define run_tests
+	@status=0; for backend in $(BACKENDS); do \
+		echo "=== KERAS_BACKEND=$$backend ==="; \
+		KERAS_BACKEND=$$backend $(1)/bin/python -m pytest -q $(PYTEST_ARGS) || status=1; \
+	done; \
+	if [ $$status -ne 0 ]; then echo "FAILED on at least one backend"; fi; \
+	exit $$status
+endef
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+.PHONY: demo test test-latest install clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS)
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[tensorflow-cpu,jax,torch,test,examples]"
+	$(PY) -m pip install -q -c $(CONSTRAINTS) "$(TORCH)"
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -25,12 +41,20 @@ demo: $(VENV)/.installed
 	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(PY) examples/compare_regularizers.py
 
 test: $(VENV)/.installed
-	@status=0; for backend in $(BACKENDS); do \
-		echo "=== KERAS_BACKEND=$$backend ==="; \
-		KERAS_BACKEND=$$backend $(PY) -m pytest -q $(PYTEST_ARGS) || status=1; \
-	done; \
-	if [ $$status -ne 0 ]; then echo "FAILED on at least one backend"; fi; \
-	exit $$status
+	$(call run_tests,$(VENV))
+
+# A new venv each time, so it always gets the newest releases.
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install -q "$(TORCH)"
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade -e ".[$(EXTRAS)]"
+	$(LATEST_VENV)/bin/python -m pip freeze --exclude-editable > $(LATEST_VENV)/versions.txt
+	@echo "Versions that differ from $(CONSTRAINTS) (< pinned, > newest):"
+	@grep -v '^#' $(CONSTRAINTS) | sort -f > $(LATEST_VENV)/pinned.txt
+	@sort -f $(LATEST_VENV)/versions.txt | diff $(LATEST_VENV)/pinned.txt - || true
+	$(call run_tests,$(LATEST_VENV))
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LATEST_VENV) build *.egg-info
