@@ -22,6 +22,7 @@ the proximal steps when training starts; see `keras_regx._proximal` for the
 optimizers it supports.
 """
 
+import json
 import numbers
 import warnings
 
@@ -34,6 +35,20 @@ from keras_regx._penalties import elastic_net
 from keras_regx._penalties import soft_threshold
 from keras_regx.schedules import _describe
 from keras_regx.schedules import check_bool
+
+# While Keras loads a `.keras` file it keeps a map of the objects it has
+# deserialized (`ObjectSharingScope`): `from_config` uses it to give every
+# layer that shared one regularizer the same object again.
+try:
+    from keras.src.saving.serialization_lib import get_shared_object
+    from keras.src.saving.serialization_lib import record_object_after_deserialization
+except ImportError:  # pragma: no cover - a future Keras without them
+
+    def get_shared_object(obj_id):
+        return None
+
+    def record_object_after_deserialization(obj, obj_id):
+        pass
 
 __all__ = [
     "ElasticNet",
@@ -98,7 +113,47 @@ class ScheduledRegularizer(
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        """The regularizer of `config`; one object per config while a file loads.
+
+        Keras saves a regularizer that several layers share once, under the
+        first layer that holds it, but marks the sharing in the file only on
+        the later layers' configs, so a plain load would build one object per
+        layer and find no saved strength for all but the first. Two
+        regularizers of one model with equal configs (same class, schedule
+        and name) always hold equal values, so while Keras loads a file
+        (inside its object-sharing scope) equal configs give one object, as
+        they were when saved. Outside loading (`clone_model`, `from_config`)
+        every call builds a new object.
+        """
+        key = _sharing_key(cls, config)
+        shared = get_shared_object(key)
+        if shared is not None:
+            return shared
+        regularizer = cls(**config)
+        record_object_after_deserialization(regularizer, key)
+        return regularizer
+
+
+def _sharing_key(cls, config):
+    """A key for `config` in Keras' map of loaded objects (never an `id()`).
+
+    Keras marks nested objects it saw before with a `shared_object_id`, so
+    the same schedule reads differently in the first and later copies of a
+    config: those marks are left out of the key.
+    """
+
+    def unmarked(value):
+        if isinstance(value, dict):
+            return {k: unmarked(v) for k, v in value.items() if k != "shared_object_id"}
+        if isinstance(value, (list, tuple)):
+            return [unmarked(v) for v in value]
+        return value
+
+    try:
+        text = json.dumps(unmarked(config), sort_keys=True)
+    except (TypeError, ValueError):
+        text = repr(unmarked(config))
+    return ("keras_regx", cls.__module__, cls.__qualname__, text)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
