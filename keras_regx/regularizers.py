@@ -363,7 +363,8 @@ class GroupLasso(ScheduledRegularizer):
         if others:
             squares = ops.sum(squares, axis=others)
         # sqrt has an infinite derivative at 0: give all-zero groups gradient 0.
-        nonzero = ops.greater(squares, 0.0)
+        # (`not_equal`, not `greater`: a NaN group must stay NaN, as in Keras.)
+        nonzero = ops.not_equal(squares, 0.0)
         safe = ops.where(nonzero, squares, ops.ones_like(squares))
         norms = ops.where(nonzero, ops.sqrt(safe), ops.zeros_like(squares))
         return ops.cast(self.factor, x.dtype) * ops.sum(norms)
@@ -377,7 +378,7 @@ class GroupLasso(ScheduledRegularizer):
         factor = self._value_at_step("factor", self.factor, step)
         threshold = ops.cast(step_size * factor, w.dtype)
         shrunk = ops.relu(norms - threshold)
-        return w * (shrunk / ops.where(ops.greater(norms, 0.0), norms, 1.0))
+        return w * (shrunk / ops.where(ops.not_equal(norms, 0.0), norms, 1.0))
 
     def get_config(self):
         return {

@@ -404,6 +404,19 @@ def test_group_lasso_axis_the_weight_lacks_is_refused():
         regularizers.GroupLasso(0.1, axis=-3)(np.ones((5, 3), "float32"))
 
 
+@pytest.mark.parametrize("make", [
+    lambda: regularizers.L1(0.1), lambda: regularizers.L2(0.1),
+    lambda: regularizers.ElasticNet(0.1, 0.1), lambda: regularizers.GroupLasso(0.1),
+    lambda: regularizers.GroupLasso(0.1, axis=0), lambda: regularizers.GroupLasso(0.1, proximal=True),
+], ids=["l1", "l2", "enet", "group-units", "group-rows", "group-proximal"])
+def test_nan_weights_give_a_nan_penalty(make):
+    # Keras' penalties are NaN for NaN weights; ours must not hide them.
+    w = np.ones((3, 2), "float32")
+    w[1, 1] = np.nan
+    assert np.isnan(float(ops.convert_to_numpy(keras.regularizers.L1(0.1)(w))))
+    assert np.isnan(float(ops.convert_to_numpy(make()(w))))
+
+
 def test_proximal_penalty_counts_in_the_loss_but_not_in_the_gradient():
     # One SGD step without the proximal step (no scheduler: it warns): the
     # weights move by the data gradient alone, the loss includes the penalty.
