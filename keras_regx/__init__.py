@@ -9,6 +9,7 @@ sparsity inside compiled `fit()`, and plots of a training history
 (`plotting`).
 """
 
+from keras_regx import _requirements  # noqa: F401 - refuses Keras 2 first
 from keras_regx import callbacks
 from keras_regx import layers
 from keras_regx import plotting
