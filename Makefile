@@ -15,13 +15,19 @@ EXTRAS := tensorflow-cpu,jax,torch,test,examples
 TORCH ?= torch==2.13.0
 LATEST_VENV := .venv-latest
 
-# Runs the suite with $(1)/bin/python once per backend; fails if any backend fails.
+# Runs the suite with $(1)/bin/python once per backend, then builds the sdist
+# and wheel and checks them as a package index would (twine check); fails if
+# any of these fails.
 define run_tests
 	@status=0; for backend in $(BACKENDS); do \
 		echo "=== KERAS_BACKEND=$$backend ==="; \
 		KERAS_BACKEND=$$backend $(1)/bin/python -m pytest -q $(PYTEST_ARGS) || status=1; \
 	done; \
-	if [ $$status -ne 0 ]; then echo "FAILED on at least one backend"; fi; \
+	echo "=== sdist and wheel ==="; rm -rf $(1)/dist; \
+	{ $(1)/bin/python -m build --outdir $(1)/dist . > $(1)/build.log 2>&1 \
+	  || { tail -20 $(1)/build.log; false; }; } \
+	&& $(1)/bin/python -m twine check --strict $(1)/dist/* || status=1; \
+	if [ $$status -ne 0 ]; then echo "FAILED on at least one backend or the package check"; fi; \
 	exit $$status
 endef
 
