@@ -6,6 +6,7 @@ import math
 import keras
 import numpy as np
 import pytest
+from conftest import BACKEND
 from conftest import BAD_RATES
 from conftest import PROPERTY
 from conftest import RATE_ARGS
@@ -67,8 +68,10 @@ def dropped_fraction_se(rate, spatial, block, n_maps):
     Units i and j are dropped together unless none of the seeds in the union
     of their windows fires: with o seeds shared of n per window,
     Cov = (1 - rate)**2 * ((1 - rate) ** (-o / n) - 1). Summed over all pairs
-    by their offset along each axis.
+    by their offset along each axis. A block longer than the input is clipped
+    to it.
     """
+    block = [min(b, size) for b, size in zip(block, spatial)]
     n = math.prod(block)
     pairs, overlap = np.ones(()), np.ones(())
     for size, b in zip(spatial, block):
@@ -233,15 +236,17 @@ class StepValues(keras.callbacks.Callback):
 
 
 FIT_CASES = {
-    # Spatial dims unknown when the step is traced (TensorFlow: None).
+    # Spatial dims None in the model; TensorFlow traces the step with unknown
+    # sizes once it sees a second size (`reduce_retracing`).
     "2d-dynamic": (DropBlock2D, (3, 2), (None, None, 8), (8, 12)),
     "1d-first": (DropBlock1D, 4, (8, 24), (24,)),
 }
 
 
-def identity_model(case_id, rate, jit_compile="auto", name="dropblock"):
+def identity_model(case_id, rate, jit_compile="auto", name="dropblock", block_size=None):
     """All-ones in, the block-dropped input out: max(output) = 1 / (1 - rate)."""
-    cls, block_size, input_shape, _ = FIT_CASES[case_id]
+    cls, case_block_size, input_shape, _ = FIT_CASES[case_id]
+    block_size = case_block_size if block_size is None else block_size
     data_format = FIRST if case_id.endswith("first") else LAST
     model = keras.Sequential(
         [
@@ -264,10 +269,12 @@ def fit_data(case_id, n):
     return np.ones(shape, "float32"), np.zeros(shape, "float32")
 
 
-def check_steps(case_id, values, steps, batch):
+def check_steps(case_id, values, steps, batch, block_size=None, spatial=None):
     rates = np.array([RAMP.value_at(s) for s in steps])
     np.testing.assert_allclose(values["loss"], 1 / (1 - rates), rtol=1e-5)
-    cls, block_size, input_shape, spatial = FIT_CASES[case_id]
+    cls, case_block_size, input_shape, case_spatial = FIT_CASES[case_id]
+    block_size = case_block_size if block_size is None else block_size
+    spatial = case_spatial if spatial is None else spatial
     channels = input_shape[0] if case_id.endswith("first") else input_shape[-1]
     block = block_of(cls, block_size)
     se = np.array([dropped_fraction_se(r, spatial, block, batch * channels) for r in rates])
@@ -288,6 +295,144 @@ def test_scheduled_rate_is_live_in_fit(case_id, jit_compile):
     assert steps.values["dropped_fraction"][10] != steps.values["dropped_fraction"][11]
     logged = history.history["dropblock/rate"]
     assert logged == pytest.approx([RAMP.value_at(5), RAMP.value_at(11)])
+
+
+# Blocks larger than the input: clipped to it, so the noise is bounded by the
+# input's size (block_size=10**9 used to abort JAX with "overflow in static
+# extent product" and ask TensorFlow and PyTorch for gigabytes).
+HUGE = 10**9
+CLIPPED_CASES = [
+    pytest.param(DropBlock1D, HUGE, (6,), LAST, 6, id="1d"),
+    pytest.param(DropBlock1D, 3000, (6,), FIRST, 6, id="1d-3000-first"),
+    pytest.param(DropBlock2D, HUGE, (6, 6), LAST, 6, id="2d"),
+    pytest.param(DropBlock2D, 3000, (6, 6), FIRST, 6, id="2d-3000-first"),
+    pytest.param(DropBlock2D, (2, HUGE), (6, 5), LAST, (2, 5), id="2d-one-axis"),
+    pytest.param(DropBlock2D, 10**100, (6, 5), LAST, (6, 5), id="2d-beyond-int64"),
+]
+
+
+def refuse_draws_over(monkeypatch, bound):
+    """Makes `keras.random.uniform` refuse draws of over `bound` values.
+
+    The noise grid has at most `2 * size - 1` places along each spatial axis,
+    so `bound` is `2 ** rank` times the input's size. A bigger draw fails the
+    test before it allocates anything (or aborts JAX). Sizes known only when
+    a traced step runs (TensorFlow) are not checked.
+    """
+    uniform = keras.random.uniform
+
+    def bounded_uniform(shape, *args, **kwargs):
+        if all(isinstance(n, int) for n in shape):
+            assert math.prod(shape) <= bound, f"a draw of shape {shape}, over {bound} values"
+        return uniform(shape, *args, **kwargs)
+
+    monkeypatch.setattr(keras.random, "uniform", bounded_uniform)
+
+
+@EAGER
+@pytest.mark.parametrize("kind", RATES)
+@pytest.mark.parametrize("cls,block_size,spatial,data_format,clipped", CLIPPED_CASES)
+def test_a_block_larger_than_the_input_is_clipped_to_it(
+    cls, block_size, spatial, data_format, clipped, kind, monkeypatch
+):
+    x = inputs(spatial, data_format, BATCH, CHANNELS, x="random")
+    refuse_draws_over(monkeypatch, 2 ** len(spatial) * x.size)
+    huge = cls(RATES[kind], block_size, data_format=data_format, seed=5)
+    same = cls(RATES[kind], clipped, data_format=data_format, seed=5)
+    for _ in range(2):
+        y = numpy(huge(x, training=True))
+        np.testing.assert_array_equal(y, numpy(same(x, training=True)))
+    se = dropped_fraction_se(RATE, spatial, block_of(cls, clipped), BATCH * CHANNELS)
+    assert abs((y == 0).mean() - RATE) < 5 * se
+
+
+@pytest.mark.parametrize("jit_compile", jit_compile_options())
+@pytest.mark.parametrize("case_id", FIT_CASES)
+def test_a_huge_block_in_fit_is_the_input_sized_block(case_id, jit_compile, monkeypatch):
+    # Same seed, same masks at every step. "2d-dynamic" then trains on
+    # smaller maps, which TensorFlow's step retraces with unknown spatial
+    # sizes (`reduce_retracing`): both blocks are clipped when the step runs.
+    _, _, input_shape, spatial = FIT_CASES[case_id]
+    x, y = fit_data(case_id, 64)
+    refuse_draws_over(monkeypatch, 2 ** len(spatial) * x[:16].size)
+    sizes = [spatial, (5, 7)] if case_id == "2d-dynamic" else [spatial]
+    values = []
+    for block_size in (HUGE, spatial if len(spatial) > 1 else spatial[0]):
+        model = identity_model(case_id, RAMP, jit_compile, block_size=block_size)
+        for size in sizes:
+            crop = (slice(None), *(slice(n) for n in size)) if len(size) > 1 else ()
+            steps = StepValues()
+            model.fit(x[crop], y[crop], batch_size=16, epochs=2, verbose=0, shuffle=False,
+                      callbacks=[RegularizationScheduler(), steps])
+            values.append(steps.values)
+    assert values[: len(sizes)] == values[len(sizes) :]
+    for i, size in enumerate(sizes):
+        check_steps(case_id, values[i], range(8 * i, 8 * i + 8), batch=16, block_size=HUGE,
+                    spatial=size)
+
+
+@EAGER
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow alone traces unknown sizes")
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize(
+    "cls,block_size,data_format,shape",
+    [
+        (DropBlock2D, HUGE, LAST, (32, 7, 9, 3)),
+        (DropBlock2D, (HUGE, 4), FIRST, (32, 3, 7, 9)),
+        (DropBlock2D, (3, 2), LAST, (32, 7, 9, 3)),
+        (DropBlock2D, (8, 5), LAST, (32, 7, 9, 3)),
+        (DropBlock1D, HUGE, FIRST, (32, 3, 10)),
+        (DropBlock1D, 1, LAST, (32, 10, 3)),
+    ],
+)
+def test_a_step_traced_with_unknown_sizes_draws_the_same_masks(
+    cls, block_size, data_format, shape, jit_compile
+):
+    import tensorflow as tf
+
+    x = np.random.uniform(0.5, 1.5, shape).astype("float32")
+    traced, eager = (cls(RAMP, block_size, data_format=data_format, seed=3) for _ in range(2))
+    unknown = [n if i == 0 or i == (1 if data_format == FIRST else len(shape) - 1) else None
+               for i, n in enumerate(shape)]
+    step = tf.function(lambda x: traced(x, training=True), jit_compile=jit_compile,
+                       input_signature=[tf.TensorSpec(unknown, "float32")])
+    for _ in range(2):
+        np.testing.assert_array_equal(numpy(step(x)), numpy(eager(x, training=True)))
+
+
+# A rate whose scale 1 / (1 - rate) overflows the compute dtype drops every
+# unit; it used to give nan outputs (0 * inf) and train nan weights.
+NEAR_ONE = [
+    pytest.param("float32", schedules.Constant(0.9999999999), id="rounds-to-1"),
+    pytest.param("mixed_float16", 0.99999, id="float16"),
+    pytest.param("mixed_float16", schedules.Constant(0.99999), id="float16-scheduled"),
+]
+
+
+@pytest.mark.parametrize("jit_compile", jit_compile_options())
+@pytest.mark.parametrize("policy,rate", NEAR_ONE)
+def test_a_rate_whose_scale_overflows_drops_everything(policy, rate, jit_compile):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        layer = DropBlock2D(rate, block_size=3, seed=0)
+        model = keras.Sequential([
+            keras.Input((6, 6, 4)), keras.layers.Dense(4), layer,
+            keras.layers.Flatten(), keras.layers.Dense(1, dtype="float32"),
+        ])
+        optimizer = keras.optimizers.SGD(0.01)
+        if policy == "mixed_float16":  # every step counts (see fit_under_policy)
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=128.0)
+        model.compile(optimizer, "mse", jit_compile=jit_compile)
+        x = np.random.normal(size=(16, 6, 6, 4)).astype("float32")
+        history = model.fit(x, np.ones((16, 1), "float32"), batch_size=8, epochs=2, verbose=0,
+                            callbacks=[RegularizationScheduler()])
+        # Half a million units: a few of them would be kept at 1 - rate = 1e-5.
+        y = numpy(layer(np.ones((64, 32, 32, 8), "float32"), training=True))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(history.history["loss"]).all()
+    assert all(np.isfinite(numpy(w)).all() for w in model.weights)
+    assert not y.any()
 
 
 CONFIGS = [

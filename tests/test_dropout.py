@@ -1,5 +1,7 @@
 """ScheduledDropout and MCDropout: statistics, live schedules, seeds, saving."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -190,13 +192,44 @@ def test_save_load_in_fresh_process_and_resume(tmp_path):
         (dict(rate=float("nan")), ValueError, r"`rate`: expected a finite float"),
         (dict(rate="0.5"), TypeError, r"`rate`: expected a float or a schedule"),
         (dict(rate=0.5, seed="1"), TypeError, r"`seed`: expected an int or None"),
-        (dict(rate=0.5, noise_shape="ab"), TypeError, r"`noise_shape`"),
+        (dict(rate=0.5, noise_shape="ab"), ValueError, r"`noise_shape`"),
         (dict(rate=0.5, noise_shape=(None, 0)), ValueError, r"`noise_shape`.*positive"),
     ],
 )
 def test_bad_input(cls, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         cls(**kwargs)
+
+
+@EAGER
+@pytest.mark.parametrize("cls", LAYERS)
+@pytest.mark.parametrize("kind", RATES)
+@pytest.mark.parametrize("noise_shape", [(None, 1), (None, 1, 1, 1), (None, 2, 1), (3, 1, 1)])
+def test_noise_shape_that_does_not_fit_the_inputs_is_refused(cls, kind, noise_shape):
+    # The same error with a float rate (Keras' kernels) and a scheduled one
+    # (our mask code), in either mode, and when a model is built if the
+    # shapes known then disagree (here all but the batch size).
+    match = (r"Invalid value for argument `noise_shape`: expected a tuple with one "
+             r"entry per input axis \(3 for inputs of shape \((\d+|None), 3, 4\)\), each None, 1 "
+             r"or the axis' size. Received: noise_shape=" + re.escape(repr(noise_shape)))
+    for training in (True, False):
+        with pytest.raises(ValueError, match=match):
+            cls(RATES[kind], noise_shape=noise_shape)(np.ones((2, 3, 4), "float32"),
+                                                      training=training)
+    if noise_shape[0] is None:
+        with pytest.raises(ValueError, match=match):
+            keras.Sequential([keras.Input((3, 4)), cls(RATES[kind], noise_shape=noise_shape)])
+
+
+@EAGER
+@pytest.mark.parametrize("kind", RATES)
+@pytest.mark.parametrize("noise_shape", [(None, 1, 4), (2, None, 1), (1, 1, 1)])
+def test_noise_shape_that_fits_is_accepted(kind, noise_shape):
+    y = numpy(ScheduledDropout(RATES[kind], noise_shape=noise_shape, seed=0)(
+        np.ones((2, 3, 4), "float32"), training=True))
+    for axis, size in enumerate(noise_shape):
+        if size == 1:  # one draw along this axis
+            assert (np.diff(y, axis=axis) == 0).all()
 
 
 def test_top_level_access():
@@ -233,3 +266,37 @@ def test_mixed_precision_keeps_the_compute_dtype_and_a_live_float32_rate(
     assert dtype == policy.split("_")[1]
     assert rates == pytest.approx([0.1 + 0.3 * 1 / 3, 0.1 + 0.3 * 3 / 3])
     assert np.isfinite(losses).all()
+
+
+@pytest.mark.parametrize("jit_compile", jit_compile_options())
+@pytest.mark.parametrize("policy,rate", [
+    pytest.param("float32", schedules.Constant(0.9999999999), id="rounds-to-1"),
+    pytest.param("mixed_float16", schedules.Constant(0.99999), id="float16-scheduled"),
+])
+@pytest.mark.parametrize("make", [ScheduledDropout, MCDropout, kr.layers.DropPath],
+                         ids=["scheduled", "mc", "drop-path"])
+def test_a_rate_whose_scale_overflows_drops_everything(make, policy, rate, jit_compile):
+    # 1 / (1 - rate) is inf in the compute dtype; a scale of 0 (every unit
+    # dropped) keeps outputs and trained weights finite, where 0 * inf = nan.
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        layer = make(rate, seed=0)
+        hidden = keras.layers.Dense(64)
+        model = keras.Sequential([keras.Input((8,)), hidden, layer,
+                                  keras.layers.Dense(1, dtype="float32")])
+        optimizer = keras.optimizers.SGD(0.01)
+        if policy == "mixed_float16":  # every step counts (see fit_under_policy)
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=128.0)
+        model.compile(optimizer, "mse", jit_compile=jit_compile)
+        kernel = keras.ops.convert_to_numpy(hidden.kernel)
+        history = model.fit(np.ones((16, 8), "float32"), np.ones((16, 1), "float32"),
+                            batch_size=8, epochs=2, verbose=0,
+                            callbacks=[RegularizationScheduler()])
+        y = keras.ops.convert_to_numpy(layer(np.ones((4, 64), "float32"), training=True))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(history.history["loss"]).all()
+    assert all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in model.weights)
+    np.testing.assert_array_equal(y, 0.0)
+    # Nothing reaches the layer below: its kernel did not move.
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(hidden.kernel), kernel)

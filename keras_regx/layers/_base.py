@@ -4,35 +4,53 @@
 only takes a float. A scheduled rate lives in a variable, so these layers
 draw their own masks from `keras.random.uniform`: `keep = u >= rate` with
 `u ~ U[0, 1)` keeps each unit with probability `1 - rate` exactly.
+
+Every layer draws from its own `SeedGenerator` and saves the generator's
+state with its weights (`SeedStateSaving`), so a model loaded from a file
+draws the masks the saved one would have drawn next.
 """
 
 import numbers
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_regx._hyperparameters import ScheduledHyperparameters
 from keras_regx.schedules import _describe
 
 
+# Seeds are ints in [0, SEED_LIMIT): what `keras.random.SeedGenerator` takes
+# on every backend (its state is uint32 on JAX, int32 on PyTorch).
+SEED_LIMIT = 2**31
+
+
 def check_seed(seed):
-    """Returns `seed` (an int or None), or raises naming the argument."""
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-    ):
+    """Returns `seed` (an int in [0, 2**31) or None), or raises naming the argument."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(
             "Invalid value for argument `seed`: expected an int or None. "
             f"Received: seed={_describe(seed)}"
         )
-    return None if seed is None else int(seed)
+    if not 0 <= seed < SEED_LIMIT:
+        raise ValueError(
+            f"Invalid value for argument `seed`: expected an int in [0, 2**31) "
+            f"(a seed every backend accepts) or None. Received: seed={seed!r}"
+        )
+    return int(seed)
 
 
 def check_noise_shape(noise_shape):
-    """Returns `noise_shape` as a tuple of positive ints or None, or raises."""
+    """Returns `noise_shape` as a tuple of positive ints or None, or raises.
+
+    Raises `ValueError` for every bad value, as `keras.layers.Dropout` does.
+    """
     if noise_shape is None:
         return None
     if isinstance(noise_shape, (str, bytes)) or not hasattr(noise_shape, "__iter__"):
-        raise TypeError(
+        raise ValueError(
             "Invalid value for argument `noise_shape`: expected a tuple of "
             f"positive ints or None. Received: noise_shape={_describe(noise_shape)}"
         )
@@ -48,16 +66,36 @@ def check_noise_shape(noise_shape):
     return tuple(None if dim is None else int(dim) for dim in noise_shape)
 
 
+def check_noise_shape_fits(noise_shape, input_shape):
+    """Raises unless `noise_shape` broadcasts against inputs of `input_shape`.
+
+    It needs one entry per input axis, each None, 1 or the axis' size (when
+    known). Checked on the static shape, whatever the rate: a float rate
+    would otherwise reach the backend's dropout, which broadcasts or fails
+    differently on each backend.
+    """
+    if noise_shape is None:
+        return
+    input_shape = tuple(input_shape)
+    fits = len(noise_shape) == len(input_shape) and all(
+        n is None or n == 1 or s is None or n == s
+        for n, s in zip(noise_shape, input_shape)
+    )
+    if not fits:
+        raise ValueError(
+            "Invalid value for argument `noise_shape`: expected a tuple with one "
+            f"entry per input axis ({len(input_shape)} for inputs of shape "
+            f"{input_shape}), each None, 1 or the axis' size. "
+            f"Received: noise_shape={noise_shape!r}"
+        )
+
+
 def concrete_noise_shape(x, noise_shape):
     """`noise_shape` with its None entries filled from `x`'s shape."""
     shape = ops.shape(x)
     if noise_shape is None:
         return shape
-    if len(noise_shape) != len(shape):
-        raise ValueError(
-            f"`noise_shape` {noise_shape} has {len(noise_shape)} dimensions; "
-            f"the inputs have {len(shape)} (shape {tuple(shape)})."
-        )
+    check_noise_shape_fits(noise_shape, x.shape)
     return tuple(s if n is None else n for n, s in zip(noise_shape, shape))
 
 
@@ -69,57 +107,62 @@ def keep_mask(shape, rate, seed):
 def dropout(x, rate, noise_shape, seed):
     """Inverted dropout of `x` with a float or tensor `rate` in [0, 1).
 
-    A float rate goes through `keras.random.dropout` (Keras' own kernels); a
-    tensor rate through `keep_mask`. Kept entries are scaled by
-    `1 / (1 - rate)`, so the expected output equals `x`.
+    A float rate goes through `keras.random.dropout` (Keras' own kernels) on
+    TensorFlow and JAX; a tensor rate, and any rate on PyTorch, through
+    `keep_mask`. Kept entries are scaled by `1 / (1 - rate)`, so the expected
+    output equals `x`.
     """
     if isinstance(x, keras.Variable):  # a weight (DropConnect)
         x = x.value
     if isinstance(rate, float):
         if rate == 0.0:
             return x
-        return keras.random.dropout(x, rate, noise_shape=noise_shape, seed=seed)
-    rate, scale = keep_scale(rate, x.dtype)
+        # Keras' PyTorch dropout ignores a SeedGenerator made with seed=None
+        # when no noise_shape is given: it draws from torch's global generator,
+        # so a model loaded from a file would not draw the masks the saved one
+        # would have. `keep_mask` always draws from the layer's generator (and
+        # measured faster on CPU than Keras' seeded PyTorch path).
+        if keras.backend.backend() != "torch":
+            return keras.random.dropout(x, rate, noise_shape=noise_shape, seed=seed)
+    if not isinstance(rate, float):
+        rate = ops.convert_to_tensor(rate)
     keep = keep_mask(concrete_noise_shape(x, noise_shape), rate, seed)
-    return ops.where(keep, x * scale, ops.zeros((), dtype=x.dtype))
+    return ops.where(keep, x * keep_scale(rate, x.dtype), ops.zeros((), dtype=x.dtype))
 
 
 def keep_scale(rate, dtype):
-    """`(rate, 1 / (1 - rate))`: a float rate as floats, else as tensors (scale in `dtype`)."""
+    """`1 / (1 - rate)` in `dtype`, or 0 where that overflows `dtype`.
+
+    The scale overflows for a rate within about 1.5e-5 of 1 under float16
+    (`1 / (1 - rate)` above 65504), or a scheduled float32 rate that rounds to
+    1. With so few units kept, the limit `rate -> 1` is taken: a scale of 0
+    drops everything, so outputs and gradients stay finite instead of
+    `0 * inf = nan`. A float rate gives a Python float (checked on the host,
+    where a backend would warn about the overflowing cast), a tensor rate a
+    scalar tensor of `dtype`.
+    """
     if isinstance(rate, float):
-        return rate, 1.0 / (1.0 - rate)
-    rate = ops.convert_to_tensor(rate)
-    return rate, ops.cast(1.0 / (1.0 - rate), dtype)
+        scale = 1.0 / (1.0 - rate)
+        with np.errstate(over="ignore"):
+            fits = np.isfinite(np.float32(scale).astype(keras.backend.standardize_dtype(dtype)))
+        return scale if fits else 0.0
+    scale = ops.cast(1.0 / (1.0 - ops.convert_to_tensor(rate, "float32")), dtype)
+    return ops.where(ops.isfinite(scale), scale, ops.zeros((), dtype))
 
 
-class ScheduledLayer(ScheduledHyperparameters, keras.layers.Layer):
-    """Base class: a layer with schedulable arguments and its own seed.
+class SeedStateSaving:
+    """Mixin for a `keras.layers.Layer` with a `seed_generator` attribute.
 
-    Keeps `seed` as given and draws from a separate `SeedGenerator` (tracked
-    layer state, so JAX's compiled steps advance it), as Keras' `Dropout` does.
+    Saves the generator's state after the layer's own variables (Keras'
+    `Dropout` does not save it): a model loaded from a file draws the masks
+    the original would have drawn next, so Monte Carlo inference and resumed
+    training are reproducible across save and load, with `seed=None` too
+    (the generator then starts from a random state, which is saved). Files
+    written without the state, by earlier versions, still load; the
+    generator then keeps its fresh state.
     """
 
-    def __init__(self, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self._init_scheduled()
-        self.seed = check_seed(seed)
-        self.seed_generator = keras.random.SeedGenerator(self.seed)
-
-    def _rate(self, name, value):
-        """A drop rate: a float in [0, 1) or a schedule of such values."""
-        return self._hyperparameter(name, value, minimum=0.0, maximum=1.0)
-
-    def _training(self, training):
-        """Whether this call trains; warns once if its schedules go undriven."""
-        if training:
-            self._warn_if_unscheduled()
-        return bool(training)
-
     def _saved_variables(self):
-        # The seed generator's state is saved too (Keras' Dropout does not save
-        # it): a model loaded from a file draws the masks the original would
-        # have drawn next, so inference with MCDropout and resumed training
-        # are reproducible across save and load.
         return (
             self._trainable_variables
             + self._non_trainable_variables
@@ -144,6 +187,43 @@ class ScheduledLayer(ScheduledHyperparameters, keras.layers.Layer):
             )
         for i, variable in enumerate(variables):
             variable.assign(store[str(i)])
+
+
+class ScheduledLayer(ScheduledHyperparameters, SeedStateSaving, keras.layers.Layer):
+    """Base class: a layer with schedulable arguments and its own seed.
+
+    Keeps `seed` as given and draws from a separate `SeedGenerator` (tracked
+    layer state, so JAX's compiled steps advance it), as Keras' `Dropout` does.
+    A scheduled argument's variable is created in `__init__`, so that it
+    exists before any call (Keras refuses new state on a built layer).
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self._init_scheduled()
+        self.seed = check_seed(seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+
+    def _build_if_stateless(self):
+        """Marks the layer built unless its class overrides `build()`.
+
+        Called last in `__init__`, once all state exists. A layer whose state
+        is all created there is built at construction, as Keras' `Dropout`
+        is; a subclass that overrides `build()` (to create weights, say) is
+        left unbuilt, so that Keras calls its `build()` on the first call.
+        """
+        if type(self).build is keras.layers.Layer.build:
+            self.built = True
+
+    def _rate(self, name, value):
+        """A drop rate: a float in [0, 1) or a schedule of such values."""
+        return self._hyperparameter(name, value, minimum=0.0, maximum=1.0)
+
+    def _training(self, training):
+        """Whether this call trains; warns once if its schedules go undriven."""
+        if training:
+            self._warn_if_unscheduled()
+        return bool(training)
 
     @classmethod
     def from_config(cls, config):

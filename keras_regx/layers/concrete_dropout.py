@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_regx.layers._base import SeedStateSaving
 from keras_regx.layers._base import check_seed
 from keras_regx.schedules import _describe
 from keras_regx.schedules import check_bool
@@ -35,7 +36,7 @@ def _logit(p):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class ConcreteDropout(keras.layers.Wrapper):
+class ConcreteDropout(SeedStateSaving, keras.layers.Wrapper):
     """Wraps a layer and learns the dropout rate of its inputs (Concrete dropout).
 
     The drop probability `p = sigmoid(p_logit)` is a trainable weight of the
@@ -77,7 +78,9 @@ class ConcreteDropout(keras.layers.Wrapper):
     `keras_regx.utils.mc_predict`. With `mc_inference=False` the wrapper is the
     identity on the inputs outside training (the standard dropout
     approximation: the mask replaced by its mean, 1). The noise and `p` are
-    computed in float32 whatever the layer's dtype.
+    computed in float32 whatever the layer's dtype. The state of the mask
+    generator is saved with the model, so a loaded model draws the masks the
+    saved one would have drawn next.
 
     Args:
         layer: a `keras.layers.Layer` with a `kernel` (`Dense`, `EinsumDense`,
@@ -93,8 +96,9 @@ class ConcreteDropout(keras.layers.Wrapper):
             to a binary mask (with a noisier gradient). The paper uses 0.1.
         mc_inference: bool, whether to keep sampling masks outside training
             (the default, as in the paper); False makes inference deterministic.
-        seed: optional int; two wrappers with the same seed draw the same masks
-            (and, with `init_min < init_max`, the same initial rate).
+        seed: optional int in [0, 2**31); two wrappers with the same seed
+            draw the same masks (and, with `init_min < init_max`, the same
+            initial rate).
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:

@@ -8,7 +8,10 @@ Every unit then lies in the blocks of exactly `n = prod(block)` candidate
 seeds, wherever it sits, so with a seed probability
 `gamma = 1 - (1 - rate) ** (1 / n)` it is dropped with probability
 `1 - (1 - gamma) ** n = rate` exactly: at edges and corners, on non-square
-inputs, and for blocks larger than the input. (The paper's
+inputs, and for blocks larger than the input. A block longer than the input
+along an axis is first clipped to the input's length there (a huge
+`block_size` is the input-sized block), so the noise stays within
+`2 ** rank` times the input's size. (The paper's
 `gamma = rate / block**2 * size**2 / (size - block + 1)**2` ignores that
 blocks overlap, and its seeds lie only where a whole block fits, so units
 near the edges are dropped less often than the rest.)
@@ -17,7 +20,9 @@ Sampling: with `u ~ U[0, 1)` on the extended grid, a seed is `u >= 1 - gamma`,
 so a unit is kept when the maximum of `u` over the `n` candidates is below
 `t = (1 - rate) ** (1 / n)`. One sliding-window maximum (separable: one axis
 at a time, stride 1, 'valid') and one comparison give the keep mask, with a
-float or a tensor (scheduled) rate alike.
+float or a tensor (scheduled) rate alike. Where TensorFlow traces a step
+with unknown spatial sizes, the clipped block is known only when it runs,
+and windows along those axes count dropped seeds with cumulative sums.
 """
 
 import functools
@@ -110,20 +115,73 @@ def _window_max(x, axis, size):
     return x
 
 
-def keep_block_mask(shape, block, threshold, seed):
+def _window_all(keep, axis, width, size):
+    """Whether `keep` holds over windows of `width` along `axis` (stride 1, 'valid').
+
+    For a `width` and `size` known only when the step runs (TensorFlow
+    traces with unknown spatial sizes), where pooling needs a static window:
+    a window's count of False entries is a difference of cumulative sums.
+    """
+    dropped = ops.cast(ops.logical_not(keep), "int32")
+    upto = ops.cumsum(dropped, axis=axis)  # False entries in [0, i]
+
+    def along(value, start, stop):
+        index = [slice(None)] * len(value.shape)
+        index[axis] = slice(start, stop)
+        return value[tuple(index)]
+
+    # False entries in [i, i + width - 1], for i in [0, size).
+    in_window = along(upto, width - 1, width - 1 + size) - along(upto - dropped, 0, size)
+    return in_window == 0
+
+
+# A block side is cut to this before it meets a size known only when the
+# step runs (TensorFlow's int32 shapes): any int is a valid `block_size`.
+_INT32_MAX = 2**31 - 1
+
+
+def _window(block, size):
+    """The block's extent along an axis of `size`: at most `size`, at least 1.
+
+    Clipped to the input, a block still drops each unit with probability
+    `rate`, and the noise has at most `2 * size - 1` places along the axis
+    whatever `block_size` is.
+    """
+    if block == 1:
+        return 1
+    if isinstance(size, int):
+        return max(min(block, size), 1)
+    return ops.maximum(ops.minimum(min(block, _INT32_MAX), size), 1)
+
+
+def keep_block_mask(shape, block, rate, seed):
     """A channels-last boolean keep mask of `shape` made of dropped blocks.
 
-    Each entry is False with probability `1 - threshold ** prod(block)`.
-    `shape` is (batch, *spatial, channels), possibly with tensor entries.
+    Each entry is False with probability `rate` (a float or a tensor), in
+    blocks of `block` clipped to the input. `shape` is (batch, *spatial,
+    channels), possibly with tensor entries.
     """
-    noise_shape = [shape[0], *(s + b - 1 for s, b in zip(shape[1:-1], block)), shape[-1]]
+    spatial = shape[1:-1]
+    windows = [_window(b, s) for b, s in zip(block, spatial)]
+    n = functools.reduce(operator.mul, windows)
+    if isinstance(rate, float) and isinstance(n, int):
+        threshold = math.exp(math.log1p(-rate) / n)
+    else:
+        rate = ops.convert_to_tensor(rate, "float32")
+        threshold = ops.exp(ops.log1p(-rate) / ops.cast(n, "float32"))
+    noise_shape = [shape[0], *(s + w - 1 for s, w in zip(spatial, windows)), shape[-1]]
     # Drawn flat: JAX compiled a rank-4 draw in 2.4 s, a flat one in 0.4 s
     # (CPU, 92k values), and ran both equally fast.
     size = functools.reduce(operator.mul, noise_shape)
     u = ops.reshape(keras.random.uniform((size,), seed=seed, dtype="float32"), noise_shape)
-    for axis, width in enumerate(block, start=1):
-        u = _window_max(u, axis, width)
-    return u < threshold
+    for axis, width in enumerate(windows, start=1):
+        if isinstance(width, int):
+            u = _window_max(u, axis, width)
+    keep = u < threshold
+    for axis, width in enumerate(windows, start=1):
+        if not isinstance(width, int):
+            keep = _window_all(keep, axis, width, spatial[axis - 1])
+    return keep
 
 
 class _DropBlock(ScheduledLayer):
@@ -142,7 +200,7 @@ class _DropBlock(ScheduledLayer):
         else:
             self._block = (self.block_size,) * self._RANK
         self.supports_masking = True
-        self.built = True
+        self._build_if_stateless()
 
     def _check_rank(self, shape):
         rank = self._RANK + 2
@@ -162,23 +220,18 @@ class _DropBlock(ScheduledLayer):
         self._check_rank(inputs.shape)
         if not self._training(training):
             return inputs
-        n = math.prod(self._block)
         if isinstance(self.rate, float) and self.rate == 0.0:
             return inputs
-        rate, scale = keep_scale(self.rate, inputs.dtype)
-        if isinstance(rate, float):
-            threshold = math.exp(math.log1p(-rate) / n)
-        else:
-            threshold = ops.exp(ops.log1p(-rate) / n)
         shape = list(ops.shape(inputs))
         channels_first = self.data_format == "channels_first"
         if channels_first:
             # The noise is i.i.d., so it is drawn and pooled channels-last
             # (TensorFlow pools only that layout) and the mask transposed.
             shape = [shape[0], *shape[2:], shape[1]]
-        keep = keep_block_mask(shape, self._block, threshold, self.seed_generator)
+        keep = keep_block_mask(shape, self._block, self.rate, self.seed_generator)
         if channels_first:
             keep = ops.transpose(keep, (0, self._RANK + 1, *range(1, self._RANK + 1)))
+        scale = keep_scale(self.rate, inputs.dtype)
         return ops.where(keep, inputs * scale, ops.zeros((), dtype=inputs.dtype))
 
     def compute_output_shape(self, input_shape):
@@ -206,17 +259,19 @@ class DropBlock1D(_DropBlock):
     to the input), and the kept units are scaled by `1 / (1 - rate)`. Every
     step lies in the runs of exactly `block_size` candidate seeds, so each
     unit is dropped with probability exactly `rate`, at the ends of the
-    sequence and for runs longer than it too, and the expected output equals
-    the input; at inference it is the identity. With `block_size=1` it is
-    dropout. A scheduled rate is moved along its schedule by
-    `keras_regx.callbacks.RegularizationScheduler` inside compiled `fit()` and
-    logged as `"<layer name>/rate"`.
+    sequence too, and the expected output equals the input; at inference it
+    is the identity. A `block_size` longer than the sequence acts as its
+    length. With `block_size=1` it is dropout. A scheduled rate is moved
+    along its schedule by `keras_regx.callbacks.RegularizationScheduler`
+    inside compiled `fit()` and logged as `"<layer name>/rate"`.
 
     Args:
         rate: float in [0, 1), the fraction of units dropped, or a schedule (a
             `keras_regx.schedules` object or a
             `keras.optimizers.schedules.LearningRateSchedule`) whose values lie
-            in [0, 1).
+            in [0, 1). A rate whose scale `1 / (1 - rate)` overflows the
+            compute dtype (above about 0.99998 under float16, or a scheduled
+            rate that rounds to 1 in float32) drops every unit.
         block_size: positive int, the length of a dropped run.
         data_format: `"channels_last"` (inputs `(batch, steps, channels)`),
             `"channels_first"` (`(batch, channels, steps)`) or None for
@@ -261,10 +316,11 @@ class DropBlock2D(_DropBlock):
     block (clipped to the input), and the kept units are scaled by
     `1 / (1 - rate)`. Every position lies in the blocks of exactly `bh * bw`
     candidate seeds, so each unit is dropped with probability exactly `rate`
-    everywhere (edges, non-square inputs and blocks larger than the input
-    included) and the expected output equals the input; at inference it is
-    the identity. The paper's seed probability approximates this `gamma` and
-    drops units near the edges less often. With `block_size=1` it is dropout.
+    everywhere (edges and non-square inputs included) and the expected
+    output equals the input; at inference it is the identity. A block side
+    longer than the input's is clipped to it. The paper's seed probability
+    approximates this `gamma` and drops units near the edges less often.
+    With `block_size=1` it is dropout.
     A scheduled rate (the paper ramps it up linearly) is moved along its
     schedule by `keras_regx.callbacks.RegularizationScheduler` inside compiled
     `fit()` and logged as `"<layer name>/rate"`.
@@ -273,7 +329,9 @@ class DropBlock2D(_DropBlock):
         rate: float in [0, 1), the fraction of units dropped, or a schedule (a
             `keras_regx.schedules` object or a
             `keras.optimizers.schedules.LearningRateSchedule`) whose values lie
-            in [0, 1).
+            in [0, 1). A rate whose scale `1 / (1 - rate)` overflows the
+            compute dtype (above about 0.99998 under float16, or a scheduled
+            rate that rounds to 1 in float32) drops every unit.
         block_size: positive int for square blocks, or a tuple of 2 positive
             ints `(bh, bw)`: the height and width of a block.
         data_format: `"channels_last"` (inputs `(batch, height, width,

@@ -25,11 +25,13 @@ def _drop_weight(weight, rate, seed):
     and JAX the two are the same within noise.
     """
     weight = weight.value if isinstance(weight, keras.Variable) else weight
-    if isinstance(rate, float) and rate == 0.0:
-        return weight
-    rate, scale = keep_scale(rate, weight.dtype)
+    if isinstance(rate, float):
+        if rate == 0.0:
+            return weight
+    else:
+        rate = ops.convert_to_tensor(rate)
     keep = keep_mask(ops.shape(weight), rate, seed)
-    return weight * (ops.cast(keep, weight.dtype) * scale)
+    return weight * (ops.cast(keep, weight.dtype) * keep_scale(rate, weight.dtype))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -48,7 +50,10 @@ class DropConnectDense(ScheduledLayer, keras.layers.Dense):
         units: positive int, output dimension.
         rate: float in [0, 1), the probability of dropping each weight, or a
             schedule of such values (driven by
-            `keras_regx.callbacks.RegularizationScheduler`).
+            `keras_regx.callbacks.RegularizationScheduler`). A rate whose
+            scale `1 / (1 - rate)` overflows the compute dtype (above about
+            0.99998 under float16, or a scheduled rate that rounds to 1 in
+            float32) drops every weight: the output is `activation(bias)`.
         activation: activation function, as in `Dense`.
         use_bias: bool, as in `Dense`.
         drop_bias: bool, also drop the bias entries with an independent mask

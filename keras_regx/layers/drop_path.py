@@ -29,7 +29,8 @@ class DropPath(ScheduledLayer):
     Args:
         rate: float in [0, 1), the probability of dropping a sample's branch,
             or a schedule of such values.
-        seed: optional int; two layers with the same seed draw the same masks.
+        seed: optional int in [0, 2**31); two layers with the same seed draw
+            the same masks.
         **kwargs: base layer arguments.
 
     Call arguments:
@@ -56,7 +57,7 @@ class DropPath(ScheduledLayer):
         super().__init__(seed=seed, **kwargs)
         self.rate = self._rate("rate", rate)
         self.supports_masking = True
-        self.built = True
+        self._build_if_stateless()
 
     def call(self, inputs, training=False):
         if not self._training(training):

@@ -4,6 +4,7 @@ import keras
 
 from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import check_noise_shape
+from keras_regx.layers._base import check_noise_shape_fits
 from keras_regx.layers._base import dropout
 
 __all__ = [
@@ -21,7 +22,10 @@ class ScheduledDropout(ScheduledLayer):
     In training each unit is zeroed with probability `rate` and the kept ones
     are scaled by `1 / (1 - rate)`, so the expected output equals the input;
     at inference it is the identity. At a constant rate it is
-    `keras.layers.Dropout` (the same kernels). A scheduled rate is moved along
+    `keras.layers.Dropout` (the same kernels on TensorFlow and JAX; on
+    PyTorch the mask is drawn from the layer's seed generator whatever the
+    seed, where Keras' `Dropout` with `seed=None` uses torch's global
+    generator). A scheduled rate is moved along
     its schedule by `keras_regx.callbacks.RegularizationScheduler` inside
     compiled `fit()`, like a scheduled regularizer strength, and is logged as
     `"<layer name>/rate"`.
@@ -32,8 +36,10 @@ class ScheduledDropout(ScheduledLayer):
             in [0, 1), checked each time the scheduler takes one.
         noise_shape: optional tuple of ints or None, the shape of the binary
             mask, broadcast against the inputs (`None` entries take the input's
-            size), as in `keras.layers.Dropout`.
-        seed: optional int; two layers with the same seed draw the same masks.
+            size), as in `keras.layers.Dropout`; one entry per input axis,
+            each None, 1 or the axis' size.
+        seed: optional int in [0, 2**31); two layers with the same seed draw
+            the same masks.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -58,17 +64,21 @@ class ScheduledDropout(ScheduledLayer):
         self.rate = self._rate("rate", rate)
         self.noise_shape = check_noise_shape(noise_shape)
         self.supports_masking = True
-        self.built = True
+        self._build_if_stateless()
 
     def _drops(self, training):
         return self._training(training)
 
     def call(self, inputs, training=False):
+        # Checked in every mode and by compute_output_shape (what builds a
+        # model): a float and a scheduled rate refuse the same shapes.
+        check_noise_shape_fits(self.noise_shape, inputs.shape)
         if self._drops(training):
             return dropout(inputs, self.rate, self.noise_shape, self.seed_generator)
         return inputs
 
     def compute_output_shape(self, input_shape):
+        check_noise_shape_fits(self.noise_shape, input_shape)
         return input_shape
 
     def get_config(self):
