@@ -78,7 +78,11 @@ class ScheduledHyperparameters:
 
     def scheduled_values(self):
         """The current values of the scheduled arguments, keyed `name/arg`."""
-        return {f"{self.name}/{arg}": v for arg, v in self._current.items()}
+        return {self._log_key(arg): v for arg, v in self._current.items()}
+
+    def _log_key(self, arg):
+        """The key of argument `arg`'s value in `logs`."""
+        return f"{self.name}/{arg}"
 
     def _scheduled_value(self, name, schedule, step):
         """The schedule's value at `step` (host float), checked against the bounds."""
@@ -93,11 +97,16 @@ class ScheduledHyperparameters:
             ) from None
         return value
 
-    def _values_at(self, step):
-        """Evaluates the schedules at `step`; yields (variable, value) that changed."""
+    def _values_at(self, step, every=False):
+        """Evaluates the schedules at `step`; yields (variable, value) that changed.
+
+        With `every=True`, yields every value, changed or not: the variables
+        may hold other values than the ones last written (restored from a
+        backup, or a crashed JAX `fit()` whose last value never ran).
+        """
         for arg, (schedule, variable) in self._scheduled.items():
             value = self._scheduled_value(arg, schedule, step)
-            if value != self._current[arg]:
+            if every or value != self._current[arg]:
                 self._current[arg] = value
                 yield variable, value
 
@@ -111,8 +120,10 @@ class ScheduledHyperparameters:
         """Warns once when a training step uses schedules nobody drives.
 
         Keras' training steps pass the weight variable itself to a regularizer
-        (JAX: its value inside a stateless scope); direct calls on arrays, as
-        when inspecting a penalty, do not warn.
+        (JAX: its value inside a stateless scope) while taking gradients;
+        `evaluate()`, `predict()` and direct calls on arrays, as when
+        inspecting a penalty, do not warn. Layers pass no `x`: they warn when
+        called with `training=True`.
         """
         if not self._scheduled or self._scheduler_attached or self._warned_unscheduled:
             return
@@ -130,6 +141,41 @@ class ScheduledHyperparameters:
 
 
 def _in_training_step(x):
-    """Whether a regularizer called on `x` is called by a training step."""
-    in_step = x is None or isinstance(x, keras.Variable) or in_stateless_scope()
-    return in_step and not in_symbolic_scope()
+    """Whether a regularizer called on `x` is called by a training step.
+
+    `x=None` (a layer called with `training=True`) counts as one.
+    """
+    if in_symbolic_scope():
+        return False
+    if x is None:
+        return True
+    return (isinstance(x, keras.Variable) or in_stateless_scope()) and _taking_gradients(x)
+
+
+def _taking_gradients(x):
+    """Whether gradients are being taken through `x` (a weight or its value).
+
+    Tells a training step (`fit()`, `train_on_batch()`, a custom loop) from
+    `evaluate()`, which computes the same penalties without gradients.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        try:  # whether a GradientTape records; TensorFlow has no public query
+            from tensorflow.python.eager.record import could_possibly_record
+        except ImportError:  # pragma: no cover - a TensorFlow without it
+            return True
+        return could_possibly_record()
+    if backend == "torch":
+        import torch
+
+        return torch.is_grad_enabled()
+    if backend == "jax":
+        import jax
+        from jax.interpreters import ad
+
+        value = x.value if isinstance(x, keras.Variable) else x
+        # `jax.grad` traces with the tracers of JAX's autodiff interpreter
+        # (JVP, linearize); `jax.jit` alone with staging tracers.
+        return (isinstance(value, jax.core.Tracer)
+                and type(value).__module__ == ad.JVPTracer.__module__)
+    return False  # backends without training (NumPy, OpenVINO)

@@ -40,6 +40,9 @@ def scheduled_objects(model):
     return [obj for obj in found.values() if obj.scheduled_hyperparameters]
 
 
+_WRITER = "_keras_regx_writer"  # marks the functions a writer put on a model
+
+
 class _JaxStateWriter:
     """Writes new variable values into the state of JAX's running `fit()`.
 
@@ -48,6 +51,16 @@ class _JaxStateWriter:
     per sync for a 24-layer MLP). Instead, this wraps `model.train_function`
     and swaps the new values into the non-trainable part of the state that
     the next step receives.
+
+    A `fit()` may end without `on_train_end` (an exception, a
+    KeyboardInterrupt), so nothing may depend on `close()`:
+
+    - `model.jax_state_sync` is wrapped too: every sync, the one that ends any
+      `fit()` included, also writes the values still pending into the
+      variables, so they hold what TensorFlow's and PyTorch's would;
+    - a wrapper that finds itself in another `fit()` (`model.history` is that
+      fit's `History`) removes itself and passes the call through;
+    - the scheduler's `on_train_begin` closes any writer left on the model.
     """
 
     def __init__(self, model, variables):
@@ -64,21 +77,43 @@ class _JaxStateWriter:
                 "(e.g. `self.kernel_regularizer = reg`) before building it."
             )
         self._model = model
+        self._fit = getattr(model, "history", None)  # a new `History` each fit()
         self._index = index
+        self._variables = {index[id(v)]: v for v in variables}
         self._pending = {}
         self._original = model.train_function
+        self._original_sync = model.jax_state_sync
+        # Usually the class's method; anything on the instance goes back there.
+        self._own_sync = vars(model).get("jax_state_sync")
 
         def train_function(state, data):
-            if self._pending:
+            if getattr(model, "history", None) is not self._fit:  # a fit() that crashed
+                self.close()
+                return self._original(state, data)
+            pending = self._pending
+            if pending:
                 trainable, non_trainable, optimizer, metrics = state
                 non_trainable = list(non_trainable)
-                for i, value in self._pending.items():
+                for i, value in pending.items():
                     non_trainable[i] = value
-                self._pending = {}
                 state = (trainable, non_trainable, optimizer, metrics)
-            return self._original(state, data)
+            logs_and_state = self._original(state, data)
+            if pending:  # the step ran: its values are in the state now
+                self._pending = {}
+            return logs_and_state
 
+        def jax_state_sync():
+            self._original_sync()
+            if getattr(model, "history", None) is not self._fit:
+                self.close()
+            self._flush()
+
+        train_function.__dict__[_WRITER] = self
+        jax_state_sync.__dict__[_WRITER] = self
+        self._train_function = train_function
+        self._sync = jax_state_sync
         model.train_function = train_function
+        model.jax_state_sync = jax_state_sync
 
     def write(self, variable, value):
         # A NumPy scalar, not a device array: jit transfers it with the
@@ -89,9 +124,32 @@ class _JaxStateWriter:
         # every other variable of the model during a JAX `fit()`.
         self._pending[self._index[id(variable)]] = np.asarray(value, variable.dtype)
 
+    def _flush(self):
+        """Writes the pending values into the variables (after a state sync)."""
+        pending, self._pending = self._pending, {}
+        for i, value in pending.items():
+            self._variables[i].assign(value)
+
     def close(self):
-        if self._model.train_function is not self._original:
+        """Takes the wrappers off the model, where they are still on top."""
+        model = vars(self._model)
+        if model.get("train_function") is self._train_function:
             self._model.train_function = self._original
+        if model.get("jax_state_sync") is self._sync:
+            if self._own_sync is None:
+                del self._model.jax_state_sync  # the class's method again
+            else:
+                self._model.jax_state_sync = self._own_sync
+
+    @staticmethod
+    def close_all(model):
+        """Closes the writers that fits which never ended left on `model`."""
+        for name in ("jax_state_sync", "train_function"):
+            writer = getattr(vars(model).get(name), _WRITER, None)
+            while writer is not None:
+                writer._flush()
+                writer.close()
+                writer = getattr(vars(model).get(name), _WRITER, None)
 
 
 def _assign(variable, value):
@@ -166,11 +224,16 @@ class RegularizationScheduler(keras.callbacks.Callback):
         self.log = check_bool("log", log)
         # Our batch-end hook only copies host floats into `logs`, so Keras may
         # run it on its callback thread; a synchronous batch-end hook would
-        # make every step wait for the device (about 10% on JAX).
+        # make every step wait for the device (about 10% on JAX). There it may
+        # run after later batches began: it logs the values its batch began
+        # with, kept by batch, not the ones set last.
         self.async_safe = True
         self._objects = []
         self._writer = None
         self._assign = _assign
+        self._keys = {}  # id(variable) -> its key in `logs`
+        self._values = {}  # key -> the value set last; replaced, never changed
+        self._used = {}  # batch -> `_values` as that batch began
 
     def get_config(self):
         return {"update_freq": self.update_freq, "log": self.log}
@@ -181,14 +244,24 @@ class RegularizationScheduler(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         model = self.model
+        jax = keras.backend.backend() == "jax"
+        if jax:
+            _JaxStateWriter.close_all(model)  # left by a fit() that crashed
         if _proximal.attach(model):
             # A train step traced before would not run the new steps.
             model.make_train_function(force=True)
         self._objects = scheduled_objects(model)
         for obj in self._objects:
             obj._scheduler_attached = True
+        self._keys = {
+            id(variable): obj._log_key(arg)
+            for obj in self._objects
+            for arg, (_, variable) in obj._scheduled.items()
+        }
+        self._values, self._used = {}, {}
         variables = [v for obj in self._objects for _, v in obj._scheduled.values()]
-        if keras.backend.backend() == "jax" and variables and self.update_freq == "batch":
+        self._writer = None
+        if jax and variables and self.update_freq == "batch":
             self._writer = _JaxStateWriter(model, variables)
         self._assign = _tensorflow_assign() if keras.backend.backend() == "tensorflow" else _assign
 
@@ -207,34 +280,51 @@ class RegularizationScheduler(keras.callbacks.Callback):
         self._accumulate = optimizer.gradient_accumulation_steps or 1
         self._epoch_batches = int(ops.convert_to_numpy(optimizer._iterations))
         self._first_batch = None
-        self._set_step(self._epoch_batches // self._accumulate, self._assign)
+        self._used = {}
+        # Every value, changed or not: the variables may not hold the values
+        # written last (a backup restored, the weights loaded, a crashed fit).
+        self._set_step(self._epoch_batches // self._accumulate, self._assign, every=True)
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.update_freq != "batch":
-            return
-        if self._first_batch is None:
-            self._first_batch = batch
-            return  # on_epoch_begin already set this step
-        write = self._writer.write if self._writer is not None else self._assign
-        batches = self._epoch_batches + batch - self._first_batch
-        self._set_step(batches // self._accumulate, write)
+        if self.update_freq == "batch":
+            if self._first_batch is None:
+                self._first_batch = batch  # on_epoch_begin already set this step
+            else:
+                write = self._writer.write if self._writer is not None else self._assign
+                batches = self._epoch_batches + batch - self._first_batch
+                self._set_step(batches // self._accumulate, write)
+        if self.log:
+            self._used[batch] = self._values
 
-    def _set_step(self, step, write):
+    def _set_step(self, step, write, every=False):
         """Moves every schedule to `step`; `write` stores a changed value."""
+        changed = {}
         for obj in self._objects:
-            for variable, value in obj._values_at(step):
+            for variable, value in obj._values_at(step, every):
                 write(variable, value)
+                changed[self._keys[id(variable)]] = value
+        if changed:
+            self._values = {**self._values, **changed}
 
-    def _log(self, logs):
-        if self.log and logs is not None:
-            for obj in self._objects:
-                logs.update(obj.scheduled_values())
+    def _values_of_batch(self, batch):
+        """The values the step(s) that ended with `batch` ran with."""
+        values = self._used.pop(batch, None)
+        if values is None:
+            # With `steps_per_execution > 1` a step began at an earlier batch.
+            # (A copy: the training thread may add a batch meanwhile.)
+            begun = [b for b in self._used.copy() if b < batch]
+            values = self._used.pop(max(begun)) if begun else self._values
+        return values
 
     def on_train_batch_end(self, batch, logs=None):
-        self._log(logs)
+        if self.log and logs is not None:
+            logs.update(self._values_of_batch(batch))
 
     def on_epoch_end(self, epoch, logs=None):
-        self._log(logs)
+        # Keras has run every batch-end hook by now: the values set last are
+        # those of the epoch's last step.
+        if self.log and logs is not None:
+            logs.update(self._values)
 
 
 def _check_update_freq(update_freq):

@@ -1,5 +1,8 @@
 import csv
 import textwrap
+import threading
+import time
+import warnings
 
 import keras
 import numpy as np
@@ -819,3 +822,209 @@ def test_terminate_on_nan_still_stops_and_the_monitor_reports_nan_weights():
     kernel = keras.ops.convert_to_numpy(model.get_layer("d").kernel)
     assert not np.isfinite(kernel).all()
     assert history.history["sparsity"][0] == np.count_nonzero(kernel == 0) / kernel.size
+
+
+class CrashAtBatchBegin(keras.callbacks.Callback):
+    """Raises at the start of the `at`-th batch of its life.
+
+    Placed after the scheduler, it raises once the scheduler has set the
+    values of that batch's step and before the step runs (where a
+    KeyboardInterrupt lands most of the time).
+    """
+
+    def __init__(self, at):
+        super().__init__()
+        self.at, self.seen = at, 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.at:
+            raise RuntimeError("crash at batch begin")
+
+
+CRASH_SCHEDULES = {
+    "ramp": schedules.Linear(0.5, 1.5, end_step=10),
+    # Steps 3 and 4 share a value that step 2 (the one a backup after step 2
+    # holds) does not.
+    "steps": schedules.PiecewiseConstant([2, 6], [0.5, 1.0, 1.5]),
+}
+
+
+@pytest.mark.parametrize("schedule", sorted(CRASH_SCHEDULES))
+@pytest.mark.parametrize("backup", [False, True], ids=["continue", "backup"])
+@pytest.mark.parametrize("next_scheduler", ["same", "new", "none"])
+def test_a_crash_mid_epoch_leaves_no_stale_strength(tmp_path, schedule, backup, next_scheduler):
+    # 3 batches of 2 per epoch; the crash comes at the start of the 5th batch,
+    # after the scheduler set the value of step 4 and before step 4 ran.
+    schedule = CRASH_SCHEDULES[schedule]
+    scheduler = RegularizationScheduler()
+    model = zero_data_loss_model(regularizers.L1(schedule))
+    x, y = zeros(6)
+    extra = [keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))] if backup else []
+    with pytest.raises(RuntimeError, match="crash at batch begin"):
+        model.fit(x, y, batch_size=2, epochs=3, verbose=0, shuffle=False,
+                  callbacks=[scheduler, *extra, CrashAtBatchBegin(5)])
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 4
+    # The same model trains on (as after a KeyboardInterrupt in a notebook).
+    steps = StepLosses()
+    driver = {"same": [scheduler], "new": [RegularizationScheduler()], "none": []}
+    history = model.fit(x, y, batch_size=2, epochs=3, verbose=0, shuffle=False,
+                        callbacks=[*driver[next_scheduler], *extra, steps])
+    # The backup (epoch 0's end) restores the weights and the optimizer after
+    # step 2: the run goes on from step 3 for epochs 1 and 2; without one, from
+    # step 4 for 3 epochs.
+    first = 3 if backup else 4
+    assert len(history.epoch) == (2 if backup else 3)
+    if next_scheduler == "none":
+        # Undriven, the strength stays where it was left: the value saved with
+        # the weights (step 2's), or the one set last (step 4's; on JAX step 4
+        # never ran, and the state sync that ended the crashed fit wrote it).
+        held = schedule.value_at(2 if backup else 4)
+        expected = [held * L1_PENALTY] * len(steps.losses)
+    else:
+        expected = [schedule.value_at(s) * L1_PENALTY
+                    for s in range(first, first + len(steps.losses))]
+    np.testing.assert_allclose(steps.losses, expected, rtol=1e-5)
+    # Nothing of the crashed run is left on the model.
+    assert model.train_function is not None
+    assert getattr(model.train_function, "_keras_regx_writer", None) is None
+    assert "jax_state_sync" not in vars(model)
+
+
+class SlowBatchEnd(keras.callbacks.Callback):
+    """An async-safe callback that takes its time at each batch end (a logger
+    writing to disk): the batch-end hooks after it in the list run late."""
+
+    def __init__(self):
+        super().__init__()
+        self.async_safe = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        time.sleep(0.005)
+
+
+class LogsByBatch(keras.callbacks.Callback):
+    """Records, per (epoch, batch), `logs[key]`, the running mean loss and
+    whether the batch-end hook ran on Keras' callback thread."""
+
+    def __init__(self, key, async_safe):
+        super().__init__()
+        self.key = key
+        self.async_safe = async_safe
+        self.values, self.means, self.threads = {}, {}, set()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.values[(self.epoch, batch)] = logs[self.key]
+        self.means[(self.epoch, batch)] = float(logs["loss"])
+        self.threads.add(threading.current_thread() is threading.main_thread())
+
+
+@pytest.mark.parametrize(
+    "per_execution",
+    [1, pytest.param(2, marks=pytest.mark.skipif(
+        BACKEND == "torch", reason="Keras allows steps_per_execution > 1 only on TF and JAX"))],
+)
+@pytest.mark.parametrize("dispatch", ["async", "sync"])
+def test_batch_logs_hold_the_strength_the_batch_used(dispatch, per_execution):
+    # The strength changes at every step. With every callback async-safe,
+    # Keras runs the batch-end hooks on its callback thread (JAX, PyTorch),
+    # here well after the next step's value was set.
+    schedule = schedules.Linear(0.0, 1.0, end_step=40)
+    model = zero_data_loss_model(regularizers.L1(schedule, name="ramp"))
+    model.compile(keras.optimizers.SGD(0.0), "mse", steps_per_execution=per_execution)
+    reader = LogsByBatch("ramp/l1", async_safe=dispatch == "async")
+    x, y = zeros(20)
+    history = model.fit(x, y, batch_size=1, epochs=2, verbose=0, shuffle=False,
+                        callbacks=[SlowBatchEnd(), RegularizationScheduler(), reader])
+    # Keras calls the batch end once per execution, with its last batch; the
+    # execution's steps all run at the value of its first step.
+    ends = [(e, b) for e in range(2) for b in range(per_execution - 1, 20, per_execution)]
+    first = {(e, b): 20 * e + b - per_execution + 1 for e, b in ends}
+    assert reader.values == {k: schedule.value_at(step) for k, step in first.items()}
+    # ... which is the strength the steps used: their loss is the penalty at it.
+    losses = [(reader.means[(e, b)] * (b + 1)
+               - (reader.means[(e, b - per_execution)] * (b + 1 - per_execution)
+                  if b >= per_execution else 0.0)) / per_execution
+              for e, b in ends]
+    np.testing.assert_allclose(
+        losses, [reader.values[k] * L1_PENALTY for k in ends], rtol=1e-4, atol=1e-5)
+    assert history.history["ramp/l1"] == [schedule.value_at(first[(e, 19)]) for e in range(2)]
+    on_main_thread = {"sync": {True}, "async": {True} if BACKEND == "tensorflow" else {False}}
+    assert reader.threads == on_main_thread[dispatch]  # TensorFlow never runs them async
+
+
+def scheduled_eval_model(name):
+    reg = regularizers.ElasticNet(l1=RAMP, l2=0.5, proximal=True, name=name)
+    model = keras.Sequential([
+        keras.Input((3,)),
+        kr.layers.ScheduledDropout(schedules.Linear(0.0, 0.5, end_step=4), seed=1, name="drop"),
+        keras.layers.Dense(1, kernel_regularizer=reg),
+    ])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    return model
+
+
+@pytest.mark.parametrize("jit_compile", jit_compile_options())
+def test_evaluate_and_predict_before_fit_do_not_warn(jit_compile):
+    # No training step runs, so no RegularizationScheduler is missing.
+    model = scheduled_eval_model("unwarned")
+    model.compile(keras.optimizers.SGD(0.01), "mse", jit_compile=jit_compile)
+    x, y = zeros(4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model.evaluate(x, y, batch_size=2, verbose=0)
+        model.predict(x, batch_size=2, verbose=0)
+        model.test_on_batch(x, y)
+        model.predict_on_batch(x)
+        model(x)
+    # A training step still warns, once per object and message.
+    with pytest.warns(UserWarning) as record:
+        model.train_on_batch(x, y)
+    assert sorted(str(w.message).split(" but no")[0]
+                  for w in record if w.category is UserWarning) == [
+        "`ElasticNet` 'unwarned' has proximal=True",
+        "`ElasticNet` 'unwarned' has scheduled 'l1'",
+        "`ScheduledDropout` 'drop' has scheduled 'rate'",
+    ]
+
+
+def test_a_custom_training_loop_computing_gradients_warns():
+    model = scheduled_eval_model("custom")
+    x, _ = zeros(2)
+    model(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        if BACKEND == "torch":
+            import torch
+
+            with torch.no_grad():  # PyTorch records gradients unless told not to
+                model.losses
+        else:
+            model.losses  # a look at the penalties, no gradients
+    with pytest.warns(UserWarning) as record:
+        if BACKEND == "tensorflow":
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                loss = keras.ops.sum(model.losses)
+            tape.gradient(loss, model.trainable_weights)
+        elif BACKEND == "jax":
+            import jax
+
+            def loss_fn(trainable):
+                _, _, losses = model.stateless_call(
+                    trainable, [v.value for v in model.non_trainable_variables], x,
+                    return_losses=True)
+                return sum(losses)
+
+            jax.grad(loss_fn)([v.value for v in model.trainable_variables])
+        else:
+            keras.ops.sum(model.losses).backward()
+    assert sorted(str(w.message).split(" but no")[0]
+                  for w in record if w.category is UserWarning) == [
+        "`ElasticNet` 'custom' has proximal=True",
+        "`ElasticNet` 'custom' has scheduled 'l1'",
+    ]
