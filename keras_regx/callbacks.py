@@ -40,6 +40,32 @@ def scheduled_objects(model):
     return [obj for obj in found.values() if obj.scheduled_hyperparameters]
 
 
+def _log_keys(objects):
+    """`{id(variable): key in logs}` for the scheduled arguments of `objects`.
+
+    Two objects may share a key (`"<name>/<arg>"`) only when their configs
+    are equal, as for the copies `apply_regularization` makes: they then
+    always hold the same values. Otherwise one would overwrite the other's
+    value in `logs`, so that is refused.
+    """
+    keys, owners = {}, {}
+    for obj in objects:
+        config = keras.saving.serialize_keras_object(obj)
+        for arg, (_, variable) in obj._scheduled.items():
+            key = obj._log_key(arg)
+            first = owners.setdefault(key, (obj, config))
+            if first[1] != config:
+                raise ValueError(
+                    f"Two scheduled objects of the model log their `{arg}` under "
+                    f"the same key '{key}' with different configs "
+                    f"({type(first[0]).__name__} and {type(obj).__name__} named "
+                    f"'{obj.name}'), so one would overwrite the other in `logs`. "
+                    "Give them different names (the `name=` argument)."
+                )
+            keys[id(variable)] = key
+    return keys
+
+
 _WRITER = "_keras_regx_writer"  # marks the functions a writer put on a model
 
 
@@ -253,11 +279,7 @@ class RegularizationScheduler(keras.callbacks.Callback):
         self._objects = scheduled_objects(model)
         for obj in self._objects:
             obj._scheduler_attached = True
-        self._keys = {
-            id(variable): obj._log_key(arg)
-            for obj in self._objects
-            for arg, (_, variable) in obj._scheduled.items()
-        }
+        self._keys = _log_keys(self._objects)
         self._values, self._used = {}, {}
         variables = [v for obj in self._objects for _, v in obj._scheduled.values()]
         self._writer = None

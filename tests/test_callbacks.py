@@ -1028,3 +1028,32 @@ def test_a_custom_training_loop_computing_gradients_warns():
         "`ElasticNet` 'custom' has proximal=True",
         "`ElasticNet` 'custom' has scheduled 'l1'",
     ]
+
+
+def _two_regularizer_model(first, second):
+    model = keras.Sequential([keras.Input((3,)),
+                              keras.layers.Dense(2, kernel_regularizer=first),
+                              keras.layers.Dense(1, kernel_regularizer=second)])
+    model.compile("sgd", "mse")
+    return model
+
+
+def test_equal_regularizers_with_one_name_share_their_log_key():
+    # The copies apply_regularization makes: equal configs, one name, one value.
+    def make():
+        return kr.L2(kr.schedules.Linear(0.0, 1e-3, end_step=4), name="reg")
+
+    model = _two_regularizer_model(make(), make())
+    history = model.fit(np.ones((8, 3)), np.ones((8, 1)), batch_size=4, epochs=2, verbose=0,
+                        callbacks=[kr.callbacks.RegularizationScheduler()])
+    assert history.history["reg/l2"] == pytest.approx([0.25e-3, 0.75e-3])
+
+
+def test_different_regularizers_with_one_name_are_refused():
+    model = _two_regularizer_model(
+        kr.L2(kr.schedules.Linear(0.0, 1e-3, end_step=4), name="reg"),
+        kr.L2(kr.schedules.Linear(0.0, 1e-2, end_step=4), name="reg"),
+    )
+    with pytest.raises(ValueError, match=r"same key 'reg/l2' with different configs.*`name=`"):
+        model.fit(np.ones((8, 3)), np.ones((8, 1)), verbose=0,
+                  callbacks=[kr.callbacks.RegularizationScheduler()])
