@@ -124,6 +124,7 @@ _ARGUMENTS = {
     "kernel_regularizer": _KERNEL_KEYS,
     "bias_regularizer": ("bias_regularizer",),
     "activity_regularizer": ("activity_regularizer",),
+    "recurrent_regularizer": ("recurrent_regularizer",),
 }
 
 
@@ -190,7 +191,7 @@ def _clone(model, edit):
 
 
 def apply_regularization(model, kernel_regularizer=None, bias_regularizer=None,
-                         activity_regularizer=None, layers=None):
+                         activity_regularizer=None, layers=None, recurrent_regularizer=None):
     """A copy of a built model with regularizers attached, same weights.
 
     Lets a pretrained model be fine-tuned with regularization, which Keras
@@ -203,8 +204,9 @@ def apply_regularization(model, kernel_regularizer=None, bias_regularizer=None,
     `kernel_regularizer` goes to the layer's `kernel_regularizer` (and the
     `depthwise_regularizer`, `pointwise_regularizer` and
     `embeddings_regularizer` of the layers that have those instead);
-    `bias_regularizer` and `activity_regularizer` to the arguments of those
-    names. An argument left None keeps what the layer had. Each layer gets
+    `bias_regularizer`, `activity_regularizer` and `recurrent_regularizer`
+    (the recurrent kernel of `LSTM`, `GRU`, `SimpleRNN` and their `ConvLSTM`
+    kin) to the arguments of those names. An argument left None keeps what the layer had. Each layer gets
     its own copy of a regularizer (rebuilt from its config), so a scheduled
     strength starts from its schedule's first value.
 
@@ -216,6 +218,7 @@ def apply_regularization(model, kernel_regularizer=None, bias_regularizer=None,
         layers: None (every layer that takes one of the arguments), or a list
             of layer names or layer objects of `model` (nested ones too); a
             listed layer that takes none of the given arguments is an error.
+        recurrent_regularizer: None or a `keras.regularizers.Regularizer`.
 
     Returns:
         A new, uncompiled model.
@@ -242,13 +245,15 @@ def apply_regularization(model, kernel_regularizer=None, bias_regularizer=None,
             ("kernel_regularizer", kernel_regularizer),
             ("bias_regularizer", bias_regularizer),
             ("activity_regularizer", activity_regularizer),
+            ("recurrent_regularizer", recurrent_regularizer),
         )
         if value is not None
     }
     if not given:
         raise ValueError(
             "`apply_regularization` needs at least one of `kernel_regularizer`, "
-            "`bias_regularizer` and `activity_regularizer`. Received: all None"
+            "`bias_regularizer`, `activity_regularizer` and "
+            "`recurrent_regularizer`. Received: all None"
         )
     chosen = _chosen_layers(model, layers, given)
     serialized = {k: keras.saving.serialize_keras_object(v) for k, v in given.items()}

@@ -211,6 +211,24 @@ def test_fine_tuning_the_copy_equals_training_a_model_built_with_the_regularizer
     model.fit(x, y, epochs=1, verbose=0)
 
 
+@pytest.mark.parametrize("rnn", [keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN])
+def test_apply_regularization_reaches_recurrent_kernels(rnn):
+    inputs = keras.Input((5, 3))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="head")(rnn(4, name="rnn")(inputs)))
+    x = np.random.default_rng(0).normal(size=(8, 5, 3)).astype("float32")
+    copy = kr.utils.apply_regularization(model, recurrent_regularizer=kr.L2(0.5), layers=["rnn"])
+    layer = copy.get_layer("rnn")
+    assert type(layer.cell.recurrent_regularizer) is kr.L2
+    assert layer.cell.kernel_regularizer is None
+    np.testing.assert_allclose(copy.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    recurrent = keras.ops.convert_to_numpy(layer.cell.recurrent_kernel)
+    (penalty,) = copy.losses
+    assert float(keras.ops.convert_to_numpy(penalty)) == pytest.approx(
+        0.5 * float(np.sum(np.square(recurrent.astype("float64")))), rel=1e-5)
+    plain = kr.utils.remove_regularization(copy)
+    assert plain.get_layer("rnn").cell.recurrent_regularizer is None and plain.losses == []
+
+
 def test_remove_regularization_drops_every_regularizer():
     model, x, y = _pretrained()
     regularized = kr.utils.apply_regularization(
@@ -248,6 +266,9 @@ class _Subclassed(keras.Model):
         (None, dict(kernel_regularizer=kr.L2(), layers="head"), TypeError, r"`layers`.*'head'"),
         (None, dict(kernel_regularizer=kr.L2(), layers=["nope"]), ValueError, r"'nope' is not a layer.*head"),
         (None, dict(kernel_regularizer=kr.L2(), layers=["drop"]), ValueError, r"'drop'.*Dropout.*takes none"),
+        (None, dict(recurrent_regularizer=kr.L2(), layers=["head"]), ValueError,
+         r"'head'.*Dense.*takes none.*recurrent_regularizer"),
+        (None, dict(recurrent_regularizer="l2"), TypeError, r"`recurrent_regularizer`.*Regularizer"),
     ],
 )
 def test_apply_regularization_bad_input(make, kwargs, exc, match):
