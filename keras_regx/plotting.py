@@ -7,8 +7,10 @@ panel per group of keys, all sharing the epoch axis:
 - `"loss"`: every key containing `loss` (`loss`, `regularization_loss`,
   `<output>_loss`, ...);
 - one panel per other metric (`accuracy`, `mae`, ...);
-- `"strengths"`: the values `RegularizationScheduler` logs as
-  `"<object name>/<argument>"` (`enet/l1`, `drop/rate`) and `learning_rate`;
+- `"strengths"`: the penalty strengths `RegularizationScheduler` logs as
+  `"<object name>/<argument>"` (`enet/l1`, `group/factor`);
+- `"rates"`: the drop rates it logs (`"<layer name>/rate"`);
+- `"learning rate"`: `learning_rate`;
 - `"sparsity"`: what `SparsityMonitor` logs, `sparsity`, `sparsity/<layer>`,
   `sparsity/<layer>/units` and `sparsity/<layer>/inputs`, on a [0, 1] axis.
 
@@ -36,6 +38,13 @@ _INSTALL = 'pip install "keras_regx[plot]"'
 _MISSING = ("", "NA")  # cells CSVLogger writes for a key absent from the logs
 _LOSS = ("loss",)
 _STRENGTHS = ("strengths",)
+_RATES = ("rates",)
+_LEARNING_RATE = ("learning rate",)
+_SCHEDULED = (_STRENGTHS, _RATES, _LEARNING_RATE)
+# Panels of scheduled values switch to a log scale when their positive values
+# span this ratio or more (a strength decaying 1e-3 -> 1e-5 would lie flat
+# at 0 on a linear axis).
+_DECADES = 100.0
 _SPARSITY = ("sparsity",)
 _SPARSITY_KINDS = {"units": "--", "inputs": ":"}
 
@@ -196,11 +205,15 @@ def _base(key):
 
 
 def _group(key):
-    """The panel of `key`: `_LOSS`, `("metric", name)`, `_STRENGTHS` or `_SPARSITY`."""
+    """The panel of `key`: `_LOSS`, `("metric", name)`, one of `_SCHEDULED` or `_SPARSITY`."""
     base = _base(key)
     if base == "sparsity" or base.startswith("sparsity/"):
         return _SPARSITY
-    if "/" in base or base == "learning_rate":
+    if base == "learning_rate":
+        return _LEARNING_RATE
+    if base.endswith("/rate"):
+        return _RATES
+    if "/" in base:
         return _STRENGTHS
     if "loss" in base:
         return _LOSS
@@ -228,6 +241,23 @@ def _style(group, key, colours):
     return {"color": colours[base], "linestyle": linestyle}
 
 
+def _scale(ax, values):
+    """A log y scale where the positive values span `_DECADES` or more.
+
+    Zeros (a schedule that starts at 0) stay visible: the scale is then
+    symmetric-log, linear below the smallest positive value.
+    """
+    values = np.concatenate([np.asarray(v, "float64").ravel() for v in values])
+    values = values[np.isfinite(values)]
+    positive = values[values > 0]
+    if positive.size == 0 or (values < 0).any() or positive.max() < _DECADES * positive.min():
+        return
+    if (values == 0).any():
+        ax.set_yscale("symlog", linthresh=float(positive.min()))
+    else:
+        ax.set_yscale("log")
+
+
 def plot_history(history, keys=None):
     """Draws a training history: one panel per group of keys, epochs on x.
 
@@ -235,8 +265,10 @@ def plot_history(history, keys=None):
 
     - `"loss"`: every key containing `loss` (`loss`, `regularization_loss`, ...);
     - one panel per other metric, titled with its name (`accuracy`, ...);
-    - `"strengths"`: keys `"<name>/<argument>"` logged by
-      `RegularizationScheduler` (`enet/l1`, `drop/rate`) and `learning_rate`;
+    - `"strengths"`: penalty strengths `"<name>/<argument>"` logged by
+      `RegularizationScheduler` (`enet/l1`, `group/factor`);
+    - `"rates"`: drop rates `"<layer name>/rate"` it logs;
+    - `"learning rate"`: `learning_rate`;
     - `"sparsity"`: `sparsity` (black), `sparsity/<layer>` (solid),
       `sparsity/<layer>/units` (dashed) and `sparsity/<layer>/inputs`
       (dotted) logged by `SparsityMonitor`; the y axis spans [0, 1].
@@ -246,7 +278,10 @@ def plot_history(history, keys=None):
     their keys' names (CSVLogger's order), so a `History` and its CSVLogger
     file give the same figure. Each line is labelled with its key in the
     panel's legend and holds the logged values as they are: NaN leaves a gap,
-    infinities are drawn off the axis, neither raises.
+    infinities are drawn off the axis, neither raises. A panel of scheduled
+    values whose positive values span two decades or more gets a log y axis
+    (symmetric-log, linear near 0, when some value is 0), so a strength that
+    decays by orders of magnitude does not lie flat at 0.
 
     The x axis is the 1-based epoch: `epoch + 1` for Keras' 0-based epoch
     index (a `History`'s `.epoch`, the `epoch` column of a CSVLogger file or
@@ -270,7 +305,7 @@ def plot_history(history, keys=None):
     Returns:
         A `matplotlib.figure.Figure` (constrained layout), one `Axes` per
         panel in `fig.axes`, titled `"loss"`, the metric's name,
-        `"strengths"` or `"sparsity"`.
+        `"strengths"`, `"rates"`, `"learning rate"` or `"sparsity"`.
 
     Raises:
         ImportError: matplotlib is not installed (`pip install "keras_regx[plot]"`).
@@ -317,7 +352,8 @@ def plot_history(history, keys=None):
         panels.setdefault(_group(key), []).append(key)
     order = sorted(
         panels,
-        key=lambda g: {_LOSS: 0, _STRENGTHS: 2, _SPARSITY: 3}.get(g, 1),
+        key=lambda g: {_LOSS: 0, _STRENGTHS: 2, _RATES: 3, _LEARNING_RATE: 4,
+                       _SPARSITY: 5}.get(g, 1),
     )
 
     fig = Figure(figsize=(8.0, 1.0 + 2.4 * len(order)), layout="constrained")
@@ -330,8 +366,9 @@ def plot_history(history, keys=None):
                     **_style(group, key, colours))
         if group == _LOSS:
             title, ylabel = "loss", "loss"
-        elif group == _STRENGTHS:
-            title, ylabel = "strengths", "value"
+        elif group in _SCHEDULED:
+            title, ylabel = group[0], "value"
+            _scale(ax, [series[key] for key in panels[group]])
         elif group == _SPARSITY:
             title, ylabel = "sparsity", "fraction of zeros"
             ax.set_ylim(-0.03, 1.03)  # [0, 1], lines at 0 or 1 kept off the frame

@@ -109,7 +109,7 @@ def test_fit_history_lines_equal_the_logged_values(fitted):
     assert {"enet/l1", "drop/rate", "sparsity/hidden/units", "sparsity/head/inputs",
             "val_loss", "val_mae"} <= set(logged)
     fig = plotting.plot_history(history)
-    assert titles(fig) == ["loss", "mae", "strengths", "sparsity"]
+    assert titles(fig) == ["loss", "mae", "strengths", "rates", "sparsity"]
     drawn = lines(fig)
     assert set(drawn) == set(logged)  # every key, exactly once
     for key, (_, x, y, _, _) in drawn.items():
@@ -117,14 +117,15 @@ def test_fit_history_lines_equal_the_logged_values(fitted):
         np.testing.assert_array_equal(y, logged[key], err_msg=key)
     assert drawn["val_loss"][0] == drawn["loss"][0] == "loss"
     assert drawn["val_mae"][0] == "mae"
-    assert drawn["enet/l1"][0] == drawn["drop/rate"][0] == "strengths"
+    assert drawn["enet/l1"][0] == "strengths" and drawn["drop/rate"][0] == "rates"
     assert drawn["sparsity/hidden/units"][0] == "sparsity"
     assert fig.axes[-1].get_xlabel() == "epoch"
 
 
 def test_groups_styles_and_legends():
     fig = plotting.plot_history(LOGS)
-    assert titles(fig) == ["loss", "accuracy", "mae", "strengths", "sparsity"]
+    assert titles(fig) == ["loss", "accuracy", "mae", "strengths", "rates", "learning rate",
+                           "sparsity"]
     drawn = lines(fig)
     panels = {}
     for key, (title, *_) in drawn.items():
@@ -133,7 +134,9 @@ def test_groups_styles_and_legends():
         "loss": ["loss", "val_loss", "regularization_loss"],
         "accuracy": ["accuracy", "val_accuracy"],
         "mae": ["mae", "val_mae"],
-        "strengths": ["drop/rate", "enet/l1", "learning_rate"],
+        "strengths": ["enet/l1"],
+        "rates": ["drop/rate"],
+        "learning rate": ["learning_rate"],
         "sparsity": ["sparsity", "sparsity/dense", "sparsity/dense/inputs",
                      "sparsity/dense/units", "sparsity/head"],
     }
@@ -142,7 +145,6 @@ def test_groups_styles_and_legends():
         assert style[key] == "-" and style["val_" + key] == "--"
         assert colour[key] == colour["val_" + key]
     assert colour["loss"] != colour["regularization_loss"]
-    assert len({colour[k] for k in panels["strengths"]}) == 3
     assert style["sparsity/dense/units"] == "--" and style["sparsity/dense/inputs"] == ":"
     assert colour["sparsity/dense/units"] == colour["sparsity/dense"]
     assert colour["sparsity/head"] != colour["sparsity/dense"]
@@ -297,3 +299,20 @@ def test_no_pyplot_state():
     plotting.plot_history(LOGS)
     if "matplotlib.pyplot" in sys.modules:  # imported by someone else: no figure of ours
         assert sys.modules["matplotlib.pyplot"].get_fignums() == []
+
+
+@pytest.mark.parametrize("values,scale", [
+    ([1e-3, 1e-4, 1e-5], "log"),          # decays by two decades: log
+    ([0.0, 1e-3, 1e-5], "symlog"),        # ... from 0: symmetric-log, 0 shown
+    ([1e-3, 5e-4, 2e-4], "linear"),       # within a decade: linear
+    ([0.0, 0.0, 0.0], "linear"),
+    ([np.nan, 1e-3, np.inf], "linear"),
+])
+def test_scheduled_values_spanning_decades_get_a_log_axis(values, scale):
+    fig = plotting.plot_history({"loss": [1.0, 0.5, 0.2], "enet/l1": values,
+                                 "drop/rate": [0.1, 0.2, 0.3]})
+    axes = {ax.get_title(): ax for ax in fig.axes}
+    assert axes["strengths"].get_yscale() == scale
+    assert axes["rates"].get_yscale() == "linear" and axes["loss"].get_yscale() == "linear"
+    if scale == "symlog":
+        assert axes["strengths"].yaxis.get_transform().linthresh == pytest.approx(1e-5)
