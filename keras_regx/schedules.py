@@ -12,8 +12,10 @@ through the backend.
 convention of Keras learning-rate schedules.
 """
 
+import bisect
 import math
 import numbers
+import reprlib
 
 import keras
 import numpy as np
@@ -36,28 +38,81 @@ _LRSchedule = keras.optimizers.schedules.LearningRateSchedule
 # Values end up in float32 (variables, the compiled step): a larger finite
 # float would become inf there.
 _FLOAT32_MAX = float(np.finfo("float32").max)
+# The largest step: the widest counter (int64) cannot go past it.
+_MAX_STEP = int(np.iinfo("int64").max)
 
 
-def _describe(value):
-    return f"{value!r} (of type {type(value).__name__})"
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type: a `TypeError` that is also a `ValueError`.
+
+    Keras raises `ValueError` for a strength of the wrong type
+    (`keras.regularizers.L2(l2="a")`) and `TypeError` for a dropout rate of
+    the wrong type (`keras.layers.Dropout("a")`); this error is both, so code
+    written against either catches it (as NumPy's `AxisError` is both a
+    `ValueError` and an `IndexError`). Values of the right type out of their
+    range raise a plain `ValueError`, as in Keras.
+    """
+
+
+# Received values are shown in messages at most this long: a message stays
+# readable whatever a config holds (a list of a million boundaries).
+_SHOWN_CHARS = 100
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozenset = 6
+_REPR.maxdict = 4
+_REPR.maxstring = _REPR.maxother = _SHOWN_CHARS
+_REPR.maxlong = 40
+
+
+def _shown(value):
+    """`repr(value)` for a message, bounded: a long value shows its start and size."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = int(value)
+        if value.bit_length() > 128:  # repr() refuses ints past 4300 digits
+            digits = int(math.log10(abs(value))) + 1
+            return f"{'-' if value < 0 else ''}<an integer with {digits} digits>"
+    try:
+        text = _REPR.repr(value)  # elides with "..." past a few items
+    except Exception:  # a broken __repr__ must not hide the error reported
+        text = object.__repr__(value)
+    if len(text) > _SHOWN_CHARS:
+        text = text[:_SHOWN_CHARS] + "..."
+    if "..." in text:
+        try:
+            text += f" (length {len(value)})"
+        except Exception:  # no length
+            pass
+    return text
+
+
+def describe(value):
+    """`_shown(value)` and the value's type, for messages about a wrong type."""
+    return f"{_shown(value)} (of type {type(value).__name__})"
+
+
+_describe = describe  # the name other modules import
 
 
 def check_bool(name, value):
     """Returns `value` if it is a bool, or raises naming the argument."""
     if not isinstance(value, bool):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"Invalid value for argument `{name}`: expected a bool. "
-            f"Received: {name}={_describe(value)}"
+            f"Received: {name}={describe(value)}"
         )
     return value
 
 
 def check_real(name, value, *, minimum=None, strict=False, maximum=None):
     """Returns `value` as a float, or raises naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
+    # `type(...) in` first: the ABC check is slow for lists of a million values.
+    if type(value) not in (float, int) and (
+        isinstance(value, bool) or not isinstance(value, numbers.Real)
+    ):
+        raise ArgumentTypeError(
             f"Invalid value for argument `{name}`: expected a float. "
-            f"Received: {name}={_describe(value)}"
+            f"Received: {name}={describe(value)}"
         )
     try:
         value = float(value)
@@ -67,7 +122,7 @@ def check_real(name, value, *, minimum=None, strict=False, maximum=None):
         raise ValueError(
             f"Invalid value for argument `{name}`: expected a finite float "
             f"within float32's range, |{name}| <= {_FLOAT32_MAX:.8g}. "
-            f"Received: {name}={value!r}"
+            f"Received: {name}={_shown(value)}"
         )
     if minimum is not None and (value <= minimum if strict else value < minimum):
         bound = f"> {minimum}" if strict else f">= {minimum}"
@@ -86,16 +141,19 @@ def check_real(name, value, *, minimum=None, strict=False, maximum=None):
 
 
 def check_step(name, value, minimum=0):
-    """Returns `value` as an int >= `minimum`, or raises naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
+    """Returns `value` as an int in [`minimum`, 2**63 - 1], or raises naming the argument."""
+    if type(value) is not int and (
+        isinstance(value, bool) or not isinstance(value, numbers.Integral)
+    ):
+        raise ArgumentTypeError(
             f"Invalid value for argument `{name}`: expected an integer "
-            f"number of steps. Received: {name}={_describe(value)}"
+            f"number of steps. Received: {name}={describe(value)}"
         )
-    if value < minimum:
+    if not minimum <= value <= _MAX_STEP:
         raise ValueError(
             f"Invalid value for argument `{name}`: expected an integer >= "
-            f"{minimum}. Received: {name}={value!r}"
+            f"{minimum} and <= 2**63 - 1 (the largest step counter). "
+            f"Received: {name}={_shown(value)}"
         )
     return int(value)
 
@@ -111,21 +169,59 @@ def _check_window(begin_step, end_step):
     return begin_step, end_step
 
 
-def _check_boundaries(boundaries, minimum=0):
-    if isinstance(boundaries, (str, bytes)) or not hasattr(boundaries, "__len__"):
-        raise TypeError(
-            "Invalid value for argument `boundaries`: expected a list of "
-            f"increasing integers. Received: boundaries={_describe(boundaries)}"
+def _check_sequence(name, value, expected):
+    """Raises unless `value` is a list-like (not a string or a dict)."""
+    try:
+        ok = not isinstance(value, (str, bytes, dict)) and len(value) >= 0
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ArgumentTypeError(
+            f"Invalid value for argument `{name}`: expected {expected}. "
+            f"Received: {name}={describe(value)}"
         )
+
+
+def _check_boundaries(boundaries, minimum=0):
+    _check_sequence("boundaries", boundaries, "a list of increasing integers")
     boundaries = [check_step("boundaries", b) for b in boundaries]
-    if any(b <= a for a, b in zip(boundaries, boundaries[1:])) or (
-        boundaries and boundaries[0] < minimum
-    ):
+    bad = next(
+        (i for i in range(1, len(boundaries)) if boundaries[i] <= boundaries[i - 1]),
+        None,
+    )
+    if bad is not None or (boundaries and boundaries[0] < minimum):
+        where = (
+            f"boundaries[0]={boundaries[0]}" if bad is None
+            else f"boundaries[{bad}]={boundaries[bad]} <= "
+            f"boundaries[{bad - 1}]={boundaries[bad - 1]}"
+        )
         raise ValueError(
             "Invalid value for argument `boundaries`: expected strictly "
-            f"increasing integers >= {minimum}. Received: boundaries={boundaries}"
+            f"increasing integers >= {minimum}. Received: "
+            f"boundaries={_shown(boundaries)}, where {where}"
         )
     return boundaries
+
+
+def _host_step(step):
+    """`step` as a NumPy float64 for the host formula, or raises naming `step`."""
+    if type(step) not in (int, float) and (
+        isinstance(step, bool) or not isinstance(step, numbers.Real)
+    ):
+        raise ArgumentTypeError(
+            "Invalid value for argument `step`: expected a number of steps "
+            f"(an int or a float). Received: step={describe(step)}"
+        )
+    try:
+        host = np.float64(step)
+    except OverflowError:  # an int beyond float64's range
+        host = np.float64(np.inf)
+    if not math.isfinite(host):
+        raise ValueError(
+            "Invalid value for argument `step`: expected a finite number of "
+            f"steps. Received: step={_shown(step)}"
+        )
+    return host
 
 
 def _graph_step(step):
@@ -136,10 +232,12 @@ def _graph_step(step):
     a start: comparisons and offsets are done in integers, and only offsets
     are cast to float32.
     """
-    if isinstance(step, numbers.Integral) and not isinstance(step, bool):
-        if abs(step) <= np.iinfo("int32").max:  # JAX's default integer
-            return ops.convert_to_tensor(step, "int32")
-        return ops.cast(step, "float32")
+    if isinstance(step, numbers.Number):
+        _host_step(step)  # a clear error for a bool, an int too large, nan
+        if isinstance(step, numbers.Integral):
+            if abs(step) <= np.iinfo("int32").max:  # JAX's default integer
+                return ops.convert_to_tensor(step, "int32")
+            return ops.cast(float(step), "float32")
     step = ops.convert_to_tensor(step)
     if _is_integer(step):
         return step
@@ -170,13 +268,24 @@ def _elapsed(step, start, xp):
     hold is replaced by the largest value it can.
     """
     if xp is np or not _is_integer(step):
-        return step - start
+        return step - float(start)  # JAX would read a Python int as int32
     return ops.cast(_integer_elapsed(step, start), "float32")
 
 
 def _integer_elapsed(step, start):
     """`step - start` in an integer graph step's dtype (`start` capped at its max)."""
     return step - min(start, _int_max(step))
+
+
+def _nonnegative(x, xp):
+    """`max(x, 0)`, keeping an integer graph tensor's dtype.
+
+    Keras' `ops.maximum` and `ops.floor_divide` return int32 for int64
+    tensors on PyTorch (Keras 3.15), which wraps steps past 2**31.
+    """
+    if xp is np or not _is_integer(x):
+        return xp.maximum(x, 0.0)
+    return ops.where(x > 0, x, ops.zeros_like(x))
 
 
 class Schedule(_LRSchedule):
@@ -193,7 +302,7 @@ class Schedule(_LRSchedule):
 
     def value_at(self, step):
         """Returns the schedule's value at `step` as a Python float (host)."""
-        return float(self._formula(np.float64(step), np))
+        return float(self._formula(_host_step(step), np))
 
     def _formula(self, step, xp):
         raise NotImplementedError
@@ -223,6 +332,13 @@ def value_at(schedule, step):
     """
     if isinstance(schedule, Schedule):
         return schedule.value_at(step)
+    if not is_schedule(schedule):
+        raise ArgumentTypeError(
+            "Invalid value for argument `schedule`: expected a keras_regx "
+            "schedule or a keras.optimizers.schedules.LearningRateSchedule. "
+            f"Received: schedule={describe(schedule)}"
+        )
+    _host_step(step)
     return float(ops.convert_to_numpy(schedule(step)))
 
 
@@ -416,8 +532,9 @@ class Exponential(Schedule):
             elif _unreachable(step, self.decay_steps, xp):
                 p = xp.zeros_like(p)
             else:  # in integers: float32 could round a step across a stair
-                steps = ops.maximum(_integer_elapsed(step, self.begin_step), 0)
-                p = ops.cast(ops.floor_divide(steps, self.decay_steps), "float32")
+                steps = _nonnegative(_integer_elapsed(step, self.begin_step), xp)
+                # `//`, not ops.floor_divide: see `_nonnegative`.
+                p = ops.cast(steps // self.decay_steps, "float32")
         return self.initial_value * xp.power(self.decay_rate, p)
 
     def get_config(self):
@@ -430,6 +547,13 @@ class Exponential(Schedule):
         }
 
 
+# Up to this many boundaries the graph formula is a chain of `where`s, one per
+# boundary; past it a lookup table (`searchsorted`), whose cost barely grows
+# with its length but is a few ops more than a short chain (eager PyTorch
+# runs each op of a training step on its own).
+_UNROLLED_BOUNDARIES = 4
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class PiecewiseConstant(Schedule):
     """Constant pieces between step boundaries, with Keras' convention.
@@ -437,6 +561,9 @@ class PiecewiseConstant(Schedule):
     `values[0]` while `step <= boundaries[0]`, `values[i]` while
     `boundaries[i-1] < step <= boundaries[i]`, and `values[-1]` after the last
     boundary (as `keras.optimizers.schedules.PiecewiseConstantDecay`).
+
+    The value is looked up by binary search, so a step costs about the same
+    with a hundred thousand boundaries as with ten.
 
     Args:
         boundaries: strictly increasing ints >= 0.
@@ -452,29 +579,94 @@ class PiecewiseConstant(Schedule):
 
     def __init__(self, boundaries, values):
         self.boundaries = _check_boundaries(boundaries)
-        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
-            raise TypeError(
-                "Invalid value for argument `values`: expected a list of floats. "
-                f"Received: values={_describe(values)}"
-            )
+        _check_sequence("values", values, "a list of floats")
         if len(values) != len(self.boundaries) + 1:
             raise ValueError(
                 "Invalid value for argument `values`: expected "
                 f"len(boundaries) + 1 = {len(self.boundaries) + 1} values. "
-                f"Received: {len(values)} values={list(values)!r}"
+                f"Received: {len(values)} values={_shown(values)}"
             )
         self.values = [check_real("values", v, minimum=0.0) for v in values]
+        # The host formula compares float64 steps, as NumPy compares a float64
+        # with an int.
+        self._host_boundaries = np.asarray(self.boundaries, "float64")
+        self._host_values = np.asarray(self.values, "float64")
+        self._tables = {}  # graph step dtype -> (boundaries, values) arrays
+
+    def _table(self, step):
+        """The boundaries an integer graph `step` can cross, in its dtype,
+        with their values in float32 (float32 boundaries for a float step)."""
+        dtype = keras.backend.standardize_dtype(step.dtype)
+        if dtype not in self._tables:
+            reachable = len(self.boundaries)
+            if _is_integer(step):  # `step > boundary` never holds past its max
+                reachable = bisect.bisect_left(self.boundaries, _int_max(step))
+            self._tables[dtype] = (
+                np.asarray(self.boundaries[:reachable], dtype),
+                np.asarray(self.values[: reachable + 1], "float32"),
+            )
+        return self._tables[dtype]
 
     def _formula(self, step, xp):
-        value = xp.zeros_like(_as_float(step, xp)) + self.values[0]
-        for boundary, v in zip(self.boundaries, self.values[1:]):
-            if _unreachable(step, boundary + 1, xp):
-                break
-            value = xp.where(step > boundary, v, value)
-        return value
+        if xp is np:
+            index = np.searchsorted(self._host_boundaries, step, side="left")
+            return self._host_values[index]
+        boundaries, values = self._table(step)
+        if len(boundaries) <= _UNROLLED_BOUNDARIES:
+            value = ops.zeros_like(_as_float(step, xp)) + self.values[0]
+            # Python numbers of the step's kind: JAX reads a Python int as
+            # int32, which a float step's boundary may overflow.
+            for boundary, v in zip(boundaries.tolist(), self.values[1:]):
+                value = ops.where(step > boundary, v, value)
+            return value
+        # The number of boundaries below the step indexes its value.
+        index = ops.searchsorted(
+            ops.convert_to_tensor(boundaries), ops.reshape(step, (-1,)), side="left"
+        )
+        value = ops.take(ops.convert_to_tensor(values), index)
+        return ops.reshape(value, ops.shape(step))
 
     def get_config(self):
         return {"boundaries": list(self.boundaries), "values": list(self.values)}
+
+
+# A Join evaluates every part in the graph formula, so the parts cost ops in
+# each compiled training step: their number is bounded (a long run of constant
+# pieces is a `PiecewiseConstant`). The nesting depth is bounded so that
+# evaluating and (de)serializing a Join stays far from Python's recursion limit.
+_MAX_JOIN_PARTS = 1000
+_MAX_JOIN_DEPTH = 32
+
+
+def _looks_like_join(config):
+    """Whether a serialized schedule holds nested schedules, as a Join's does."""
+    inner = config.get("config")
+    return isinstance(inner, dict) and isinstance(inner.get("schedules"), (list, tuple))
+
+
+def _join_size(schedules):
+    """(depth, parts) of a Join of `schedules`: its levels of nested Joins and
+    the schedules at their leaves, configs not yet deserialized included.
+
+    Walks without recursion and stops once past a limit, so a config nested
+    thousands deep, or a list of a million schedules, is not walked through.
+    """
+    depth, parts = 1, 0
+    stack = [(iter(schedules), 1)]  # the lists being walked, innermost last
+    while stack and depth <= _MAX_JOIN_DEPTH and parts <= _MAX_JOIN_PARTS:
+        items, level = stack[-1]
+        s = next(items, stack)  # `stack` marks the end of `items`
+        if s is stack:
+            stack.pop()
+        elif isinstance(s, Join):
+            depth = max(depth, level + getattr(s, "_depth", 1))
+            parts += getattr(s, "_parts", 1)
+        elif isinstance(s, dict) and _looks_like_join(s):
+            depth = max(depth, level + 1)
+            stack.append((iter(s["config"]["schedules"]), level + 1))
+        else:
+            parts += 1
+    return depth, parts
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -485,6 +677,10 @@ class Join(Schedule):
     `schedules[i]` runs and sees the step counted from its own start,
     `step - boundaries[i-1]` (the convention of optax's `join_schedules`).
     Any schedule may be joined, ours or Keras' learning-rate schedules.
+
+    Every part is evaluated in each compiled training step, so a Join holds at
+    most 1000 schedules, those of nested Joins included, nested at most 32
+    deep (a longer run of constant pieces is a `PiecewiseConstant`).
 
     Args:
         schedules: list of schedules.
@@ -503,12 +699,23 @@ class Join(Schedule):
     """
 
     def __init__(self, schedules, boundaries):
-        if isinstance(schedules, (str, bytes, dict)) or not hasattr(
-            schedules, "__len__"
-        ):
-            raise TypeError(
-                "Invalid value for argument `schedules`: expected a list of "
-                f"schedules. Received: schedules={_describe(schedules)}"
+        _check_sequence("schedules", schedules, "a list of schedules")
+        # Measured before deserializing any config in `schedules`.
+        depth, parts = _join_size(schedules)
+        if depth > _MAX_JOIN_DEPTH:
+            raise ValueError(
+                "Invalid value for argument `schedules`: expected Joins nested "
+                f"at most {_MAX_JOIN_DEPTH} deep. Received: Joins nested more "
+                f"than {_MAX_JOIN_DEPTH} deep. Join the parts in one Join, with "
+                "each inner boundary shifted by the start of its Join."
+            )
+        if parts > _MAX_JOIN_PARTS:
+            raise ValueError(
+                "Invalid value for argument `schedules`: expected at most "
+                f"{_MAX_JOIN_PARTS} schedules, those of nested Joins included "
+                "(each is evaluated in every training step). Received: more "
+                f"than {_MAX_JOIN_PARTS} schedules. For constant pieces use a "
+                "PiecewiseConstant, whose cost does not grow with its length."
             )
         schedules = [
             keras.saving.deserialize_keras_object(s) if isinstance(s, dict) else s
@@ -516,10 +723,10 @@ class Join(Schedule):
         ]
         for s in schedules:
             if not isinstance(s, _LRSchedule):
-                raise TypeError(
+                raise ArgumentTypeError(
                     "Invalid value for argument `schedules`: expected "
                     "keras_regx.schedules or keras.optimizers.schedules objects. "
-                    f"Received an element {_describe(s)}"
+                    f"Received an element {describe(s)}"
                 )
         self.schedules = list(schedules)
         self.boundaries = _check_boundaries(boundaries, minimum=1)
@@ -529,6 +736,8 @@ class Join(Schedule):
                 f"len(boundaries) + 1 = {len(self.boundaries) + 1} schedules. "
                 f"Received: {len(self.schedules)} schedules"
             )
+        self._depth, self._parts = depth, parts
+        self._host_boundaries = np.asarray(self.boundaries, "float64")
 
     def _piece(self, schedule, step, xp):
         if isinstance(schedule, Schedule):
@@ -538,14 +747,19 @@ class Join(Schedule):
         return ops.cast(schedule(step), "float32")
 
     def _formula(self, step, xp):
+        if xp is np:  # only the part that runs at `step`
+            i = int(np.searchsorted(self._host_boundaries, step, side="right"))
+            start = self.boundaries[i - 1] if i else 0
+            return self._piece(self.schedules[i], step - start, xp)
         value = self._piece(self.schedules[0], step, xp)
         # An integer graph step stays integer, so that the parts see exact
         # steps from their start (`_graph_step`).
-        zero = 0 if xp is not np and _is_integer(step) else 0.0
         for boundary, schedule in zip(self.boundaries, self.schedules[1:]):
             if _unreachable(step, boundary, xp):
                 break
-            piece = self._piece(schedule, xp.maximum(step - boundary, zero), xp)
+            if not _is_integer(step):  # JAX would read a Python int as int32
+                boundary = float(boundary)
+            piece = self._piece(schedule, _nonnegative(step - boundary, xp), xp)
             value = xp.where(step >= boundary, piece, value)
         return value
 
@@ -566,17 +780,20 @@ def is_schedule(value):
 def check_schedulable(name, value, minimum=0.0, maximum=None):
     """Validates a hyperparameter that is a float or a schedule.
 
-    Returns the schedule unchanged, or the float.
+    Returns the schedule unchanged, or the float. A value of the wrong type
+    raises `ArgumentTypeError`, both the `ValueError` Keras' regularizers
+    raise and the `TypeError` its dropout layers raise; a number out of range
+    raises `ValueError`.
     """
     if isinstance(value, dict):
         value = keras.saving.deserialize_keras_object(value)
     if is_schedule(value):
         return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"Invalid value for argument `{name}`: expected a float or a "
             "schedule (a keras_regx.schedules object or a "
             "keras.optimizers.schedules.LearningRateSchedule). "
-            f"Received: {name}={_describe(value)}"
+            f"Received: {name}={describe(value)}"
         )
     return check_real(name, value, minimum=minimum, maximum=maximum)

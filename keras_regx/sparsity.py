@@ -26,8 +26,10 @@ import weakref
 import keras
 from keras import ops
 
+from keras_regx.schedules import ArgumentTypeError
 from keras_regx.schedules import check_bool
 from keras_regx.schedules import check_real
+from keras_regx.schedules import describe
 
 __all__ = [
     "fraction_zero",
@@ -40,9 +42,9 @@ __all__ = [
 
 def _check_axis(axis, rank):
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise TypeError(
+        raise ArgumentTypeError(
             "Invalid value for argument `axis`: expected an integer. "
-            f"Received: axis={axis!r} (of type {type(axis).__name__})"
+            f"Received: axis={describe(axis)}"
         )
     if not -rank <= axis < rank:
         raise ValueError(
@@ -466,6 +468,11 @@ def model_sparsity(model, threshold=0.0, per_layer=True, include_bias=False,
     {'sparsity': 0.5}
     ```
     """
+    if not isinstance(model, keras.layers.Layer):  # keras.Model is a Layer
+        raise ArgumentTypeError(
+            "Invalid value for argument `model`: expected a keras.Model or a "
+            f"keras.layers.Layer. Received: model={describe(model)}"
+        )
     threshold = check_real("threshold", threshold, minimum=0.0)
     for name, value in (("per_layer", per_layer), ("include_bias", include_bias),
                         ("structured", structured)):

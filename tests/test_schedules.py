@@ -1,6 +1,7 @@
 import copy
 import json
 import math
+import time
 
 import keras
 import numpy as np
@@ -192,23 +193,23 @@ def test_works_as_learning_rate_schedule(schedule):
 BAD = [
     (schedules.Constant, dict(value=-1.0), ValueError, "`value`.*>= 0.*-1.0"),
     (schedules.Constant, dict(value=float("nan")), ValueError, "`value`.*finite"),
-    (schedules.Constant, dict(value="0.1"), TypeError, "`value`.*float.*'0.1'"),
+    (schedules.Constant, dict(value="0.1"), schedules.ArgumentTypeError, "`value`.*float.*'0.1'"),
     (schedules.Linear, dict(initial_value=0.0, final_value=1.0, begin_step=5, end_step=5), ValueError, "`end_step`.*> begin_step=5.*end_step=5"),
-    (schedules.Linear, dict(initial_value=0.0, final_value=1.0, end_step=None), TypeError, "`end_step`.*integer.*None"),
+    (schedules.Linear, dict(initial_value=0.0, final_value=1.0, end_step=None), schedules.ArgumentTypeError, "`end_step`.*integer.*None"),
     (schedules.Linear, dict(initial_value=0.0, final_value=-1.0, end_step=3), ValueError, "`final_value`"),
     (schedules.Linear, dict(initial_value=0.0, final_value=1.0, begin_step=-1, end_step=3), ValueError, "`begin_step`.*>= 0"),
-    (schedules.Linear, dict(initial_value=0.0, final_value=1.0, end_step=2.5), TypeError, "`end_step`"),
+    (schedules.Linear, dict(initial_value=0.0, final_value=1.0, end_step=2.5), schedules.ArgumentTypeError, "`end_step`"),
     (schedules.Polynomial, dict(initial_value=1.0, final_value=0.0, end_step=3, power=0.0), ValueError, "`power`.*> 0"),
     (schedules.Cosine, dict(initial_value=float("inf"), final_value=0.0, end_step=3), ValueError, "`initial_value`.*finite"),
     (schedules.Exponential, dict(initial_value=1.0, decay_rate=0.0, decay_steps=3), ValueError, "`decay_rate`.*> 0"),
     (schedules.Exponential, dict(initial_value=1.0, decay_rate=0.5, decay_steps=0), ValueError, "`decay_steps`.*>= 1"),
-    (schedules.Exponential, dict(initial_value=1.0, decay_rate=0.5, decay_steps=3, staircase="yes"), TypeError, "`staircase`"),
+    (schedules.Exponential, dict(initial_value=1.0, decay_rate=0.5, decay_steps=3, staircase="yes"), schedules.ArgumentTypeError, "`staircase`"),
     (schedules.PiecewiseConstant, dict(boundaries=[10], values=[0.1]), ValueError, "`values`.*2 values.*Received: 1"),
     (schedules.PiecewiseConstant, dict(boundaries=[10, 5], values=[0.1, 0.2, 0.3]), ValueError, "`boundaries`.*increasing"),
     (schedules.PiecewiseConstant, dict(boundaries=[10], values=[0.1, -0.2]), ValueError, "`values`.*>= 0"),
-    (schedules.PiecewiseConstant, dict(boundaries=10, values=[0.1, 0.2]), TypeError, "`boundaries`"),
+    (schedules.PiecewiseConstant, dict(boundaries=10, values=[0.1, 0.2]), schedules.ArgumentTypeError, "`boundaries`"),
     (schedules.Join, dict(schedules=[schedules.Constant(1.0)], boundaries=[3]), ValueError, "`schedules`.*2 schedules"),
-    (schedules.Join, dict(schedules=[0.1, 0.2], boundaries=[3]), TypeError, "`schedules`.*0.1"),
+    (schedules.Join, dict(schedules=[0.1, 0.2], boundaries=[3]), schedules.ArgumentTypeError, "`schedules`.*0.1"),
     (schedules.Join, dict(schedules=[schedules.Constant(1.0)] * 2, boundaries=[0]), ValueError, r"`boundaries`.*increasing integers >= 1.*boundaries=\[0\]"),
     (schedules.Join, dict(schedules=[schedules.Constant(1.0)] * 3, boundaries=[0, 5]), ValueError, r"`boundaries`.*>= 1.*\[0, 5\]"),
     # Beyond float32's range: inf once cast to float32 in the compiled step.
@@ -218,6 +219,19 @@ BAD = [
     (schedules.Polynomial, dict(initial_value=1.0, final_value=0.0, end_step=3, power=1e39), ValueError, "`power`.*float32"),
     (schedules.Exponential, dict(initial_value=1.0, decay_rate=1e39, decay_steps=3), ValueError, "`decay_rate`.*float32"),
     (schedules.PiecewiseConstant, dict(boundaries=[10], values=[0.1, 1e300]), ValueError, "`values`.*float32"),
+    (schedules.PiecewiseConstant, dict(boundaries=[10], values="ab"), schedules.ArgumentTypeError, "`values`.*list of floats.*'ab'"),
+    (schedules.PiecewiseConstant, dict(boundaries={10: 1}, values=[0.1, 0.2]), schedules.ArgumentTypeError, "`boundaries`.*dict"),
+    (schedules.Join, dict(schedules=schedules.Constant(1.0), boundaries=[]), schedules.ArgumentTypeError, "`schedules`.*list of schedules"),
+    # Integers past any float or step counter: a message, not "int too large
+    # to convert to float" (and no repr of a 5000-digit int, which Python refuses).
+    (schedules.Linear, dict(initial_value=0.0, final_value=1.0, end_step=10**400), ValueError, r"`end_step`.*<= 2\*\*63 - 1.*end_step=<an integer with 401 digits>"),
+    (schedules.Linear, dict(initial_value=0.0, final_value=1.0, begin_step=2**63, end_step=2**64), ValueError, r"`begin_step`.*<= 2\*\*63 - 1.*begin_step=9223372036854775808"),
+    (schedules.Exponential, dict(initial_value=1.0, decay_rate=0.5, decay_steps=10**400), ValueError, "`decay_steps`.*401 digits"),
+    (schedules.Exponential, dict(initial_value=1.0, decay_rate=0.5, decay_steps=3, begin_step=-10**5000), ValueError, "`begin_step`.*begin_step=-<an integer with 5001 digits>"),
+    (schedules.PiecewiseConstant, dict(boundaries=[1, 10**400], values=[0.1] * 3), ValueError, "`boundaries`.*401 digits"),
+    (schedules.Join, dict(schedules=[schedules.Constant(1.0)] * 2, boundaries=[10**400]), ValueError, "`boundaries`.*401 digits"),
+    (schedules.Constant, dict(value=10**5000), ValueError, "`value`.*float32's range.*value=<an integer with 5001 digits>"),
+    (schedules.Polynomial, dict(initial_value=1.0, final_value=0.0, end_step=3, power=-10**400), ValueError, "`power`.*<an integer with 401 digits>"),
 ]
 
 
@@ -294,7 +308,7 @@ def exponentials(draw, growth=True, staircase=None, initial=None, max_begin=2**2
 
 @st.composite
 def piecewise(draw, max_boundary=MAX_STEP - 1, min_boundary=0):
-    boundaries = sorted(draw(st.sets(st.integers(min_boundary, max_boundary), max_size=4)))
+    boundaries = sorted(draw(st.sets(st.integers(min_boundary, max_boundary), max_size=8)))
     values = draw(st.lists(VALUES, min_size=len(boundaries) + 1, max_size=len(boundaries) + 1))
     return schedules.PiecewiseConstant(boundaries, values)
 
@@ -649,3 +663,242 @@ def test_discrete_schedules_are_exact_in_the_graph_past_2_24(schedule, data):
     for step in data.draw(steps_for(schedule, INT32_MAX)):
         expected = float(np.float32(schedule.value_at(step)))
         assert graph_values(schedule, step) == [expected, expected], step
+
+
+# Integer steps past int32: int64 tensors (TensorFlow's optimizer counter;
+# PyTorch's is int32, but an int64 step may be passed) and Python ints on every
+# backend. Keras' `ops.maximum` and `ops.floor_divide` return int32 for int64
+# tensors on PyTorch, which turned the staircase exponential at step 2**31
+# into 1.0 (host: 0.25).
+
+PAST_INT32 = [2**31 - 2, 2**31 - 1, 2**31, 2**31 + 1, 2**40, 2**40 + 1]
+FAR = [
+    schedules.Exponential(1.0, 0.99, decay_steps=2**30, staircase=True),
+    schedules.Exponential(1.0, 0.5, decay_steps=2**20, begin_step=2**31 - 2**21, staircase=True),
+    schedules.Exponential(1.0, 0.5, decay_steps=2**20, begin_step=2**31 - 2**21),
+    schedules.Linear(0.0, 1.0, begin_step=2**40 - 2**30, end_step=2**40 + 2**30),
+    schedules.PiecewiseConstant([2**30, 2**31 + 2**20], [0.5, 0.25, 0.125]),
+    schedules.PiecewiseConstant(  # the lookup table, past `_UNROLLED_BOUNDARIES`
+        [2**30, 2**31 - 2**20, 2**31 + 2**20, 2**35, 2**40 - 2**30, 2**40 + 2**30],
+        [1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625],
+    ),
+    schedules.Join(
+        [schedules.Constant(0.5),
+         schedules.Exponential(1.0, 0.5, decay_steps=2**20, staircase=True),
+         schedules.PiecewiseConstant([2**29], [0.25, 0.125])],
+        [2**31 - 2**21, 2**40 - 2**30],
+    ),
+    # A part that sees steps past int32 from its own start.
+    schedules.Join(
+        [schedules.Constant(0.5),
+         schedules.Exponential(1.0, 0.99, decay_steps=2**30, staircase=True)],
+        [2**20],
+    ),
+]
+
+
+# JAX has no int64 unless 64-bit types are enabled.
+INT64 = keras.backend.backend() != "jax"
+
+
+def integer_steps(step):
+    """`step` as a Python int, as the optimizer's counter where it holds it,
+    and as an int64 tensor where the backend has them."""
+    yield step
+    if step <= np.iinfo(ITERATIONS_DTYPE).max:
+        yield ops.convert_to_tensor(step, ITERATIONS_DTYPE)
+    if INT64:
+        yield ops.convert_to_tensor(step, "int64")
+
+
+@pytest.mark.parametrize("schedule", FAR, ids=lambda s: type(s).__name__)
+def test_graph_matches_host_for_integer_steps_past_int32(schedule):
+    for step in PAST_INT32:
+        host = float(np.float32(schedule.value_at(step)))
+        for s in integer_steps(step):
+            graph = float(ops.convert_to_numpy(schedule(s)))
+            np.testing.assert_allclose(graph, host, rtol=1e-5, atol=1e-30,
+                                       err_msg=f"step={step} as {s!r}")
+
+
+# Long schedules: the value is looked up (binary search), not computed by one
+# operation per boundary. 10**6 boundaries took 1.6 s per host evaluation and
+# 1.4 s per training step (RegularizationScheduler evaluates each step).
+
+
+def test_long_piecewise_constant_costs_little_per_step():
+    n = 10**6
+    schedule = schedules.PiecewiseConstant(range(1, 2 * n, 2), [i % 7 / 8 for i in range(n + 1)])
+    checks = [0, 1, 2, 3, 1000, 1001, 2 * n - 1, 2 * n, 10**12]
+
+    def expected(step):  # values[i] while boundaries[i-1] < step <= boundaries[i]
+        return min(step // 2, n) % 7 / 8
+
+    start = time.perf_counter()
+    assert [schedule.value_at(s) for s in checks] == [expected(s) for s in checks]
+    assert time.perf_counter() - start < 1.0  # was 1.6 s for each step
+    start = time.perf_counter()
+    for step in (2 * n - 1, 2 * n):
+        for s in integer_steps(step):
+            assert float(ops.convert_to_numpy(schedule(s))) == expected(step)
+    assert time.perf_counter() - start < 5.0  # was minutes (10**6 `where`s each)
+
+
+@pytest.mark.parametrize("size", [0, 1, 4, 5, 64])
+def test_piecewise_constant_lookup_and_chain_agree_with_keras(size):
+    rng = np.random.default_rng(size)
+    boundaries = sorted(rng.choice(1000, size, replace=False).tolist())
+    values = rng.uniform(0, 1, size + 1).tolist()
+    schedule = schedules.PiecewiseConstant(boundaries, values)
+    ref = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values) if size else None
+    steps = sorted({0, 999, 1000, *boundaries, *[b + 1 for b in boundaries]})
+    for step in steps:
+        expected = float(np.float32(values[np.searchsorted(boundaries, step, side="left")]))
+        if ref is not None:
+            assert float(ops.convert_to_numpy(ref(step))) == expected
+        assert float(np.float32(schedule.value_at(step))) == expected
+        for s in (step, ops.convert_to_tensor(step, ITERATIONS_DTYPE), float(step)):
+            assert float(ops.convert_to_numpy(schedule(s))) == expected, (step, s)
+    # A vector of steps (as when plotting a schedule) gives a vector of values.
+    graph = ops.convert_to_numpy(schedule(ops.convert_to_tensor(steps, "int32")))
+    assert graph.tolist() == [float(ops.convert_to_numpy(schedule(s))) for s in steps]
+
+
+class CountingSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A Keras schedule that counts its evaluations."""
+
+    calls = 0
+
+    def __call__(self, step):
+        CountingSchedule.calls += 1
+        return ops.convert_to_tensor(1.0)
+
+    def get_config(self):
+        return {}
+
+
+def test_join_evaluates_only_the_running_part_on_the_host():
+    parts = [CountingSchedule() for _ in range(500)]
+    schedule = schedules.Join(parts, list(range(10, 5000, 10)))
+    CountingSchedule.calls = 0
+    for step in (0, 9, 10, 4999, 10**6):
+        assert schedule.value_at(step) == 1.0
+    assert CountingSchedule.calls == 5
+
+
+def constant_join_config(parts, depth=1):
+    """The config of Joins nested `depth` deep, the innermost of `parts` Constants."""
+    config = keras.saving.serialize_keras_object(
+        schedules.Join([schedules.Constant(0.5)] * 2, [1]))
+    constant = config["config"]["schedules"][0]
+    config["config"] = {"schedules": [constant] * parts, "boundaries": list(range(1, parts))}
+    for _ in range(depth - 1):
+        config = {**config, "config": {"schedules": [constant, config], "boundaries": [1]}}
+    return config
+
+
+@pytest.mark.parametrize("parts,depth,match", [
+    (10**5, 1, r"`schedules`: expected at most 1000 schedules.*more than 1000.*PiecewiseConstant"),
+    (2, 250, r"`schedules`: expected Joins nested at most 32 deep.*more than 32"),
+    (2, 10**4, r"`schedules`: expected Joins nested at most 32 deep"),
+])
+def test_join_refuses_configs_too_large_to_run(parts, depth, match):
+    config = constant_join_config(parts, depth)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=match):  # not a RecursionError
+        keras.saving.deserialize_keras_object(config, safe_mode=True)
+    with pytest.raises(ValueError, match=match):
+        schedules.Join.from_config(config["config"])
+    assert time.perf_counter() - start < 5.0  # measured, not deserialized
+
+
+def test_join_limits_count_nested_joins():
+    inner = schedules.Join([schedules.Constant(1.0)] * 500, list(range(1, 500)))
+    assert schedules.Join([inner, schedules.Constant(0.0)], [600]).value_at(700) == 0.0
+    with pytest.raises(ValueError, match="at most 1000 schedules"):
+        schedules.Join([inner, inner, inner], [600, 1200])
+    deepest = schedules.Constant(1.0)
+    for _ in range(32):
+        deepest = schedules.Join([schedules.Constant(0.0), deepest], [1])
+    assert deepest.value_at(100) == 1.0 == float(ops.convert_to_numpy(deepest(100)))
+    config = json.loads(json.dumps(keras.saving.serialize_keras_object(deepest)))
+    assert keras.saving.deserialize_keras_object(config).value_at(100) == 1.0
+    with pytest.raises(ValueError, match="nested at most 32 deep"):
+        schedules.Join([schedules.Constant(0.0), deepest], [1])
+
+
+def test_long_values_are_cut_in_messages():
+    n = 10**6
+    with pytest.raises(ValueError, match=r"`values`.*1000001 values") as info:
+        schedules.PiecewiseConstant(range(n), [0.0] * n)
+    assert len(str(info.value)) < 400 and "(length 1000000)" in str(info.value)
+    with pytest.raises(ValueError, match=r"`boundaries`.*increasing") as info:
+        schedules.PiecewiseConstant([*range(n), 5], [0.0] * (n + 2))
+    assert len(str(info.value)) < 400
+    assert "boundaries[1000000]=5 <= boundaries[999999]=999999" in str(info.value)
+    with pytest.raises(TypeError, match=r"`values`") as info:
+        schedules.PiecewiseConstant([1], ["x" * 10**6, 0.0])
+    assert len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [
+        (lambda: schedules.value_at(0.1, 5), schedules.ArgumentTypeError,
+         r"`schedule`: expected a keras_regx schedule or a keras.optimizers.schedules"
+         r".LearningRateSchedule. Received: schedule=0.1 \(of type float\)"),
+        (lambda: schedules.value_at(lambda step: 0.1, 5), schedules.ArgumentTypeError,
+         r"`schedule`.*function"),
+        (lambda: schedules.value_at(schedules.Constant(0.1), "5"), schedules.ArgumentTypeError,
+         r"`step`: expected a number of steps.*'5' \(of type str\)"),
+        (lambda: schedules.Constant(0.1).value_at(None), schedules.ArgumentTypeError, r"`step`"),
+        (lambda: schedules.value_at(keras.optimizers.schedules.ExponentialDecay(1.0, 2, 0.5),
+                                    [1]), schedules.ArgumentTypeError, r"`step`.*list"),
+        (lambda: schedules.Linear(0.0, 1.0, end_step=3).value_at(10**400), ValueError,
+         r"`step`: expected a finite number of steps. Received: step=<an integer with 401"),
+        (lambda: schedules.Linear(0.0, 1.0, end_step=3).value_at(math.nan), ValueError,
+         r"`step`.*finite.*nan"),
+        (lambda: schedules.Linear(0.0, 1.0, end_step=3)(10**400), ValueError, r"`step`.*finite"),
+        (lambda: schedules.Linear(0.0, 1.0, end_step=3)(True), schedules.ArgumentTypeError,
+         r"`step`.*bool"),
+    ],
+)
+def test_bad_steps_and_schedules_are_named(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+# Keras raises ValueError for a strength of the wrong type and TypeError for a
+# dropout rate of the wrong type: ours is both, so code written against
+# Keras catches what it caught there.
+
+def keras_and_ours():
+    import keras_regx as kr
+
+    pairs = [
+        ("L1.l1", lambda v: keras.regularizers.L1(l1=v), lambda v: kr.L1(l1=v)),
+        ("L2.l2", lambda v: keras.regularizers.L2(l2=v), lambda v: kr.L2(l2=v)),
+        ("L1L2.l1", lambda v: keras.regularizers.L1L2(l1=v), lambda v: kr.ElasticNet(l1=v)),
+        ("L1L2.l2", lambda v: keras.regularizers.L1L2(l2=v), lambda v: kr.ElasticNet(l2=v)),
+        ("Dropout.rate", lambda v: keras.layers.Dropout(rate=v),
+         lambda v: kr.layers.ScheduledDropout(rate=v)),
+    ]
+    for name, theirs, ours in pairs:
+        for value in ["0.1", [0.1], None, {"a": 1}, -1.0, math.nan, math.inf]:
+            yield pytest.param(theirs, ours, value, id=f"{name}={value!r}")
+
+
+@pytest.mark.parametrize("theirs,ours,value", list(keras_and_ours()))
+def test_bad_strengths_and_rates_raise_what_keras_raises(theirs, ours, value):
+    try:
+        theirs(value)
+    except (TypeError, ValueError) as error:
+        expected = type(error)
+    else:  # Keras takes None for a regularizer's default strength
+        assert value is None
+        expected = ValueError
+    with pytest.raises(expected) as info:
+        ours(value)
+    assert isinstance(info.value, (TypeError, ValueError))
+    if not isinstance(value, float):  # a wrong type, whichever Keras raised
+        assert isinstance(info.value, schedules.ArgumentTypeError)

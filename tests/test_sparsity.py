@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import keras_regx as kr
+from keras_regx import schedules
 from keras_regx import sparsity
 
 THRESHOLDS = [0.0, 1e-3, 0.25, 0.5]
@@ -270,13 +271,15 @@ def test_model_without_kernels():
     [
         (lambda: sparsity.zero_count(np.ones(3), -0.1), ValueError,
          r"`threshold`: expected a float >= 0.0. Received: threshold=-0.1"),
-        (lambda: sparsity.fraction_zero(np.ones(3), "0"), TypeError, r"`threshold`"),
+        (lambda: sparsity.fraction_zero(np.ones(3), "0"), schedules.ArgumentTypeError,
+         r"`threshold`"),
         (lambda: sparsity.zero_count(np.ones(3), float("nan")), ValueError, r"`threshold`.*finite"),
         (lambda: sparsity.structured_count(np.ones((2, 3)), axis=2), ValueError,
          r"`axis`.*\[-2, 2\).*Received: axis=2"),
-        (lambda: sparsity.structured_fraction(np.ones((2, 3)), axis=1.0), TypeError, r"`axis`"),
-        (lambda: sparsity.model_sparsity(keras.Sequential(), per_layer=1), TypeError,
-         r"`per_layer`: expected a bool. Received: per_layer=1"),
+        (lambda: sparsity.structured_fraction(np.ones((2, 3)), axis=1.0),
+         schedules.ArgumentTypeError, r"`axis`"),
+        (lambda: sparsity.model_sparsity(keras.Sequential(), per_layer=1),
+         schedules.ArgumentTypeError, r"`per_layer`: expected a bool. Received: per_layer=1"),
     ],
 )
 def test_bad_input(call, exc, match):
@@ -286,3 +289,11 @@ def test_bad_input(call, exc, match):
 
 def test_top_level_access():
     assert kr.sparsity.model_sparsity is sparsity.model_sparsity
+
+
+@pytest.mark.parametrize("model", [np.ones(3), None, "model", [keras.layers.Dense(1)]],
+                         ids=["array", "None", "str", "list"])
+def test_model_sparsity_names_a_model_of_the_wrong_type(model):
+    with pytest.raises(TypeError, match=r"`model`: expected a keras.Model or a "
+                       r"keras.layers.Layer. Received: model=.*\(of type"):
+        sparsity.model_sparsity(model)
