@@ -9,7 +9,7 @@ sparsity inside compiled `fit()`, and plots of a training history
 (`plotting`).
 """
 
-from keras_regx import _requirements  # noqa: F401 - refuses Keras 2 first
+from keras_regx import _requirements  # first: refuses Keras 2 at import
 from keras_regx import callbacks
 from keras_regx import layers
 from keras_regx import plotting
@@ -37,3 +37,5 @@ __all__ = [
     "sparsity",
     "utils",
 ]
+
+del _requirements  # imported for its check only

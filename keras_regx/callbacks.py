@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_regx import _proximal
 from keras_regx._hyperparameters import ScheduledHyperparameters
+from keras_regx.schedules import ArgumentTypeError
 from keras_regx.schedules import check_bool
 from keras_regx.schedules import check_real
 from keras_regx.sparsity import _Counter
@@ -260,6 +261,11 @@ class RegularizationScheduler(keras.callbacks.Callback):
         self._keys = {}  # id(variable) -> its key in `logs`
         self._values = {}  # key -> the value set last; replaced, never changed
         self._used = {}  # batch -> `_values` as that batch began
+        # Set at each epoch start; here too, so that a used callback has the
+        # attributes of a new one (Keras' serialization checks compare them).
+        self._accumulate = 1
+        self._epoch_batches = 0
+        self._first_batch = None
 
     def get_config(self):
         return {"update_freq": self.update_freq, "log": self.log}
@@ -353,7 +359,7 @@ def _check_update_freq(update_freq):
     if update_freq in ("epoch", "batch"):
         return update_freq
     if isinstance(update_freq, bool) or not isinstance(update_freq, (int, str)):
-        raise TypeError(
+        raise ArgumentTypeError(
             "Invalid value for argument `update_freq`: expected 'epoch', 'batch' "
             "or a positive integer number of batches. "
             f"Received: update_freq={update_freq!r} (of type {type(update_freq).__name__})"
@@ -449,6 +455,7 @@ class SparsityMonitor(keras.callbacks.Callback):
         # the model (on JAX: syncs its state), which must not race the steps.
         self.async_safe = self._every is None
         self._counter = None
+        self._next = self._every  # set at each epoch start
 
     def get_config(self):
         return {

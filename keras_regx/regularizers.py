@@ -33,8 +33,9 @@ from keras_regx._hyperparameters import ScheduledHyperparameters
 from keras_regx._hyperparameters import _in_training_step
 from keras_regx._penalties import elastic_net
 from keras_regx._penalties import soft_threshold
-from keras_regx.schedules import _describe
+from keras_regx.schedules import ArgumentTypeError
 from keras_regx.schedules import check_bool
+from keras_regx.schedules import describe
 
 # While Keras loads a `.keras` file it keeps a map of the objects it has
 # deserialized (`ObjectSharingScope`): `from_config` uses it to give every
@@ -164,7 +165,7 @@ class L1(ScheduledRegularizer):
     constant `l1`.
 
     Args:
-        l1: float >= 0, or a schedule (a `keras_regx.schedules` object or a
+        l1: float >= 0 (None: 0.01, as in Keras), or a schedule (a `keras_regx.schedules` object or a
             `keras.optimizers.schedules.LearningRateSchedule`) giving the
             strength at each optimizer step.
         proximal: bool. If True, the penalty is applied as a soft-threshold
@@ -190,7 +191,7 @@ class L1(ScheduledRegularizer):
 
     def __init__(self, l1=0.01, proximal=False, name=None):
         super().__init__(name=name, proximal=proximal)
-        self.l1 = self._hyperparameter("l1", l1)
+        self.l1 = self._hyperparameter("l1", 0.01 if l1 is None else l1)  # None: as Keras
         self._finish_init()
 
     def call(self, x):
@@ -215,7 +216,8 @@ class L2(ScheduledRegularizer):
     constant `l2`.
 
     Args:
-        l2: float >= 0, or a schedule giving the strength at each step.
+        l2: float >= 0 (None: 0.01, as in Keras), or a schedule giving the
+            strength at each step.
         name: optional name, used for the strength's key in `fit()` logs.
 
     Example:
@@ -227,7 +229,7 @@ class L2(ScheduledRegularizer):
 
     def __init__(self, l2=0.01, name=None):
         super().__init__(name=name)
-        self.l2 = self._hyperparameter("l2", l2)
+        self.l2 = self._hyperparameter("l2", 0.01 if l2 is None else l2)  # None: as Keras
         self._finish_init()
 
     def call(self, x):
@@ -246,8 +248,8 @@ class ElasticNet(ScheduledRegularizer):
     strength is 0 is skipped, as Keras does).
 
     Args:
-        l1: float >= 0 or a schedule.
-        l2: float >= 0 or a schedule.
+        l1: float >= 0 or a schedule (None: 0, as in Keras' `L1L2`).
+        l2: float >= 0 or a schedule (None: 0, as in Keras' `L1L2`).
         proximal: bool. If True, the L1 term is applied as a soft-threshold
             after each optimizer update, as in `L1(proximal=True)`, and the L2
             term stays in the gradient.
@@ -263,8 +265,9 @@ class ElasticNet(ScheduledRegularizer):
 
     def __init__(self, l1=0.01, l2=0.01, proximal=False, name=None):
         super().__init__(name=name, proximal=proximal)
-        self.l1 = self._hyperparameter("l1", l1)
-        self.l2 = self._hyperparameter("l2", l2)
+        # None is 0, as in Keras' L1L2.
+        self.l1 = self._hyperparameter("l1", 0.0 if l1 is None else l1)
+        self.l2 = self._hyperparameter("l2", 0.0 if l2 is None else l2)
         self._finish_init()
 
     def call(self, x):
@@ -333,9 +336,9 @@ class GroupLasso(ScheduledRegularizer):
         super().__init__(name=name, proximal=proximal)
         self.factor = self._hyperparameter("factor", factor)
         if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-            raise TypeError(
+            raise ArgumentTypeError(
                 "Invalid value for argument `axis`: expected an integer. "
-                f"Received: axis={_describe(axis)}"
+                f"Received: axis={describe(axis)}"
             )
         self.axis = int(axis)
         self._finish_init()

@@ -91,8 +91,6 @@ def describe(value):
     return f"{_shown(value)} (of type {type(value).__name__})"
 
 
-_describe = describe  # the name other modules import
-
 
 def check_bool(name, value):
     """Returns `value` if it is a bool, or raises naming the argument."""

@@ -6,7 +6,8 @@ import numbers
 import keras
 from keras import ops
 
-from keras_regx.schedules import _describe
+from keras_regx.schedules import ArgumentTypeError
+from keras_regx.schedules import describe
 from keras_regx.sparsity import _layers
 from keras_regx.sparsity import _own_variables
 
@@ -82,14 +83,14 @@ def mc_predict(model, x, samples=30, batch_size=None, verbose=0):
         Model Uncertainty in Deep Learning", ICML 2016.
     """
     if not isinstance(model, keras.Model):
-        raise TypeError(
+        raise ArgumentTypeError(
             "Invalid value for argument `model`: expected a keras.Model. "
-            f"Received: model={_describe(model)}"
+            f"Received: model={describe(model)}"
         )
     if isinstance(samples, bool) or not isinstance(samples, numbers.Integral):
-        raise TypeError(
+        raise ArgumentTypeError(
             "Invalid value for argument `samples`: expected an int >= 1. "
-            f"Received: samples={_describe(samples)}"
+            f"Received: samples={describe(samples)}"
         )
     if samples < 1:
         raise ValueError(
@@ -131,19 +132,19 @@ _ARGUMENTS = {
 def _check_regularizer(name, value):
     if value is None or isinstance(value, keras.regularizers.Regularizer):
         return value
-    raise TypeError(
+    raise ArgumentTypeError(
         f"Invalid value for argument `{name}`: expected None or a "
         "`keras.regularizers.Regularizer` (e.g. `keras_regx.L2(1e-4)`). "
-        f"Received: {name}={_describe(value)}"
+        f"Received: {name}={describe(value)}"
     )
 
 
 def _check_model(model, function):
     if not isinstance(model, keras.Model):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"Invalid value for argument `model` of `{function}`: expected a "
             f"built Sequential or Functional Keras model. Received: "
-            f"model={_describe(model)}"
+            f"model={describe(model)}"
         )
     if not model.built:
         raise ValueError(
@@ -275,9 +276,9 @@ def _chosen_layers(model, layers, given):
     if layers is None:
         return None
     if isinstance(layers, (str, keras.layers.Layer)) or not isinstance(layers, (list, tuple)):
-        raise TypeError(
+        raise ArgumentTypeError(
             "Invalid value for argument `layers`: expected None or a list of "
-            f"layer names or layers. Received: layers={_describe(layers)}"
+            f"layer names or layers. Received: layers={describe(layers)}"
         )
     tree = _layer_tree(model)[1:]
     by_name = {layer.name: layer for layer in tree}

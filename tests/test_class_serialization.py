@@ -149,12 +149,6 @@ def test_keras_class_serialization_harness_after_fit():
         TestCase().run_class_serialization_test(instance)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="callbacks.py creates attributes in its hooks (RegularizationScheduler: "
-    "_accumulate, _epoch_batches, _first_batch in on_epoch_begin; SparsityMonitor: "
-    "_next in on_epoch_begin), so a used callback has attributes a revived one lacks",
-)
 @pytest.mark.parametrize("index", [4, 5], ids=["RegularizationScheduler", "SparsityMonitor"])
 def test_keras_class_serialization_harness_on_used_callbacks(index):
     TestCase().run_class_serialization_test(trained_objects()[index])

@@ -335,7 +335,7 @@ BAD = [
     (regularizers.L1, dict(l1=float("nan")), ValueError, r"`l1`.*finite.*nan"),
     (regularizers.L2, dict(l2=float("inf")), ValueError, r"`l2`.*finite.*inf"),
     (regularizers.L2, dict(l2="0.01"), TypeError, r"`l2`.*float or a schedule.*'0.01'.*str"),
-    (regularizers.L1, dict(l1=None), TypeError, r"`l1`.*NoneType"),
+    (regularizers.GroupLasso, dict(factor=None), TypeError, r"`factor`.*NoneType"),
     (regularizers.L1, dict(l1=True), TypeError, r"`l1`.*bool"),
     (regularizers.ElasticNet, dict(l1=0.1, l2=-1), ValueError, r"`l2`.*>= 0"),
     (regularizers.ElasticNet, dict(l1=[0.1], l2=0.1), TypeError, r"`l1`.*list"),

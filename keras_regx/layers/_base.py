@@ -17,7 +17,8 @@ import numpy as np
 from keras import ops
 
 from keras_regx._hyperparameters import ScheduledHyperparameters
-from keras_regx.schedules import _describe
+from keras_regx.schedules import ArgumentTypeError
+from keras_regx.schedules import describe
 
 
 # Seeds are ints in [0, SEED_LIMIT): what `keras.random.SeedGenerator` takes
@@ -30,9 +31,9 @@ def check_seed(seed):
     if seed is None:
         return None
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(
+        raise ArgumentTypeError(
             "Invalid value for argument `seed`: expected an int or None. "
-            f"Received: seed={_describe(seed)}"
+            f"Received: seed={describe(seed)}"
         )
     if not 0 <= seed < SEED_LIMIT:
         raise ValueError(
@@ -52,7 +53,7 @@ def check_noise_shape(noise_shape):
     if isinstance(noise_shape, (str, bytes)) or not hasattr(noise_shape, "__iter__"):
         raise ValueError(
             "Invalid value for argument `noise_shape`: expected a tuple of "
-            f"positive ints or None. Received: noise_shape={_describe(noise_shape)}"
+            f"positive ints or None. Received: noise_shape={describe(noise_shape)}"
         )
     noise_shape = tuple(noise_shape)
     for dim in noise_shape:

@@ -7,9 +7,10 @@ from keras import ops
 
 from keras_regx.layers._base import SeedStateSaving
 from keras_regx.layers._base import check_seed
-from keras_regx.schedules import _describe
+from keras_regx.schedules import ArgumentTypeError
 from keras_regx.schedules import check_bool
 from keras_regx.schedules import check_real
+from keras_regx.schedules import describe
 
 __all__ = [
     "ConcreteDropout",
@@ -150,9 +151,9 @@ class ConcreteDropout(SeedStateSaving, keras.layers.Wrapper):
         **kwargs,
     ):
         if not isinstance(layer, keras.layers.Layer):
-            raise TypeError(
+            raise ArgumentTypeError(
                 "Invalid value for argument `layer`: expected a keras.layers.Layer "
-                f"instance, such as keras.layers.Dense(8). Received: layer={_describe(layer)}"
+                f"instance, such as keras.layers.Dense(8). Received: layer={describe(layer)}"
             )
         self.weight_regularizer = check_real(
             "weight_regularizer", weight_regularizer, minimum=0.0

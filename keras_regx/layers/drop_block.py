@@ -35,7 +35,8 @@ from keras import ops
 
 from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import keep_scale
-from keras_regx.schedules import _describe
+from keras_regx.schedules import ArgumentTypeError
+from keras_regx.schedules import describe
 
 __all__ = [
     "DropBlock1D",
@@ -60,8 +61,8 @@ def check_block_size(block_size, rank):
             if is_tuple:
                 received = f"{block_size!r} (with an entry of type {type(size).__name__})"
             else:
-                received = _describe(block_size)
-            raise TypeError(f"{prefix}block_size={received}")
+                received = describe(block_size)
+            raise ArgumentTypeError(f"{prefix}block_size={received}")
         if size < 1:
             raise ValueError(f"{prefix}block_size={block_size!r}")
     return tuple(int(size) for size in block_size) if is_tuple else int(block_size)
@@ -72,9 +73,9 @@ def check_data_format(data_format):
     if data_format is None:
         return keras.config.image_data_format()
     if not isinstance(data_format, str):
-        raise TypeError(
+        raise ArgumentTypeError(
             "Invalid value for argument `data_format`: expected one of "
-            f"{_DATA_FORMATS} or None. Received: data_format={_describe(data_format)}"
+            f"{_DATA_FORMATS} or None. Received: data_format={describe(data_format)}"
         )
     if data_format.lower() not in _DATA_FORMATS:
         raise ValueError(
