@@ -2,6 +2,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import contextlib
 import copy
 import json
 import math
@@ -95,6 +96,50 @@ def relative_error(got, expected):
     return float(np.linalg.norm(got - expected) / np.linalg.norm(expected))
 
 
+@contextlib.contextmanager
+def global_policy(policy):
+    """Runs the block under dtype policy `policy`, then restores float32."""
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def sgd_under(policy):
+    """SGD(0.01); under mixed_float16 in a LossScaleOptimizer that starts low.
+
+    Keras' default initial loss scale (2 ** 15) overflows float16 on the
+    first steps, which the optimizer then skips: starting low, every step
+    counts and the scheduled values are known.
+    """
+    optimizer = keras.optimizers.SGD(0.01)
+    if policy == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=128.0)
+    return optimizer
+
+
+# Drop rates whose scale 1 / (1 - rate) overflows the compute dtype: the
+# layers drop everything there (a scale of 0), where 0 * inf gave nan.
+NEAR_ONE = [
+    pytest.param("float32", schedules.Constant(0.9999999999), id="rounds-to-1"),
+    pytest.param("mixed_float16", 0.99999, id="float16"),
+    pytest.param("mixed_float16", schedules.Constant(0.99999), id="float16-scheduled"),
+]
+
+
+def fit_near_one(model, x, policy, jit_compile):
+    """Trains `model` 2 epochs on (`x`, ones) under `policy`'s optimizer and
+    checks that the losses and every weight stayed finite."""
+    import keras_regx as kr
+
+    model.compile(sgd_under(policy), "mse", jit_compile=jit_compile)
+    history = model.fit(x, np.ones((len(x), 1), "float32"), batch_size=8, epochs=2,
+                        verbose=0, callbacks=[kr.callbacks.RegularizationScheduler()])
+    assert np.isfinite(history.history["loss"]).all()
+    assert all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in model.weights)
+
+
 def fit_under_policy(policy, make_layer, input_shape, jit_compile="auto"):
     """Trains `[make_layer(), Dense(1)]` for 2 epochs under dtype `policy`.
 
@@ -104,8 +149,7 @@ def fit_under_policy(policy, make_layer, input_shape, jit_compile="auto"):
     """
     import keras_regx as kr
 
-    keras.mixed_precision.set_global_policy(policy)
-    try:
+    with global_policy(policy):
         layer = make_layer(kr.schedules.Linear(0.1, 0.4, end_step=3))
         seen = []
 
@@ -116,19 +160,11 @@ def fit_under_policy(policy, make_layer, input_shape, jit_compile="auto"):
 
         model = keras.Sequential([keras.Input(input_shape), layer, Spy(),
                                   keras.layers.Flatten(), keras.layers.Dense(1, dtype="float32")])
-        optimizer = keras.optimizers.SGD(0.01)
-        if policy == "mixed_float16":
-            # Keras' default initial loss scale (2 ** 15) overflows float16 on
-            # the first steps, which the optimizer then skips: start low, so
-            # that every step counts and the rates are known.
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=128.0)
-        model.compile(optimizer, "mse", jit_compile=jit_compile)
+        model.compile(sgd_under(policy), "mse", jit_compile=jit_compile)
         rng = np.random.default_rng(0)
         x = rng.normal(size=(16,) + tuple(input_shape)).astype("float32")
         history = model.fit(x, np.ones((16, 1), "float32"), batch_size=8, epochs=2,
                             verbose=0, callbacks=[kr.callbacks.RegularizationScheduler()])
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
     rates = [v for k, v in history.history.items() if k.endswith("/rate")][0]
     return seen[-1], rates, history.history["loss"]
 

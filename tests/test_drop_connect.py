@@ -4,12 +4,15 @@ import keras
 import numpy as np
 import pytest
 from conftest import BAD_RATES
+from conftest import NEAR_ONE
 from conftest import PROPERTY
 from conftest import RATE_ARGS
 from conftest import SEEDS
 from conftest import assert_config_round_trips
 from conftest import StepLosses
 from conftest import fit_under_policy
+from conftest import fit_near_one
+from conftest import global_policy
 from conftest import jit_compile_options
 from conftest import resume_in_fresh_process
 from hypothesis import given
@@ -210,38 +213,18 @@ def test_mixed_precision_keeps_the_compute_dtype_and_a_live_float32_rate(policy,
     assert np.isfinite(losses).all()
 
 
-# A rate whose scale 1 / (1 - rate) overflows the compute dtype drops every
-# weight; it used to give nan outputs (0 * inf) and train nan weights.
-NEAR_ONE = [
-    pytest.param("float32", schedules.Constant(0.9999999999), id="rounds-to-1"),
-    pytest.param("mixed_float16", 0.99999, id="float16"),
-    pytest.param("mixed_float16", schedules.Constant(0.99999), id="float16-scheduled"),
-]
-
-
 @pytest.mark.parametrize("jit_compile", jit_compile_options())
 @pytest.mark.parametrize("policy,rate", NEAR_ONE)
 def test_a_rate_whose_scale_overflows_drops_every_weight(policy, rate, jit_compile):
     # A million weights: a few of them would be kept at 1 - rate = 1e-5.
     d = 1000
-    keras.mixed_precision.set_global_policy(policy)
-    try:
+    with global_policy(policy):
         layer = DropConnectDense(d, rate=rate, drop_bias=False, seed=0, name="dc")
-        head = keras.layers.Dense(1, dtype="float32")
-        model = keras.Sequential([keras.Input((d,)), layer, head])
-        optimizer = keras.optimizers.SGD(0.01)
-        if policy == "mixed_float16":  # every step counts (see fit_under_policy)
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=128.0)
-        model.compile(optimizer, "mse", jit_compile=jit_compile)
+        model = keras.Sequential([keras.Input((d,)), layer, keras.layers.Dense(1, dtype="float32")])
         kernel = numpy(layer.kernel)
         x = np.ones((16, d), "float32")
-        history = model.fit(x, np.ones((16, 1), "float32"), batch_size=8, epochs=2, verbose=0,
-                            callbacks=[RegularizationScheduler()])
+        fit_near_one(model, x, policy, jit_compile)
         y = numpy(layer(x, training=True))
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    assert np.isfinite(history.history["loss"]).all()
-    assert all(np.isfinite(numpy(w)).all() for w in model.weights)
     # Every weight dropped: no gradient reaches the kernel, the output is the bias.
     np.testing.assert_array_equal(numpy(layer.kernel), kernel)
     np.testing.assert_array_equal(y, np.broadcast_to(numpy(layer.bias).astype(y.dtype), y.shape))

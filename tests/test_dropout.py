@@ -6,12 +6,15 @@ import keras
 import numpy as np
 import pytest
 from conftest import BAD_RATES
+from conftest import NEAR_ONE
 from conftest import PROPERTY
 from conftest import RATE_ARGS
 from conftest import SEEDS
 from conftest import assert_config_round_trips
 from conftest import StepLosses
 from conftest import fit_under_policy
+from conftest import fit_near_one
+from conftest import global_policy
 from conftest import jit_compile_options
 from conftest import resume_in_fresh_process
 from hypothesis import given
@@ -269,34 +272,18 @@ def test_mixed_precision_keeps_the_compute_dtype_and_a_live_float32_rate(
 
 
 @pytest.mark.parametrize("jit_compile", jit_compile_options())
-@pytest.mark.parametrize("policy,rate", [
-    pytest.param("float32", schedules.Constant(0.9999999999), id="rounds-to-1"),
-    pytest.param("mixed_float16", schedules.Constant(0.99999), id="float16-scheduled"),
-])
+@pytest.mark.parametrize("policy,rate", NEAR_ONE)
 @pytest.mark.parametrize("make", [ScheduledDropout, MCDropout, kr.layers.DropPath],
                          ids=["scheduled", "mc", "drop-path"])
 def test_a_rate_whose_scale_overflows_drops_everything(make, policy, rate, jit_compile):
-    # 1 / (1 - rate) is inf in the compute dtype; a scale of 0 (every unit
-    # dropped) keeps outputs and trained weights finite, where 0 * inf = nan.
-    keras.mixed_precision.set_global_policy(policy)
-    try:
+    with global_policy(policy):
         layer = make(rate, seed=0)
         hidden = keras.layers.Dense(64)
         model = keras.Sequential([keras.Input((8,)), hidden, layer,
                                   keras.layers.Dense(1, dtype="float32")])
-        optimizer = keras.optimizers.SGD(0.01)
-        if policy == "mixed_float16":  # every step counts (see fit_under_policy)
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=128.0)
-        model.compile(optimizer, "mse", jit_compile=jit_compile)
         kernel = keras.ops.convert_to_numpy(hidden.kernel)
-        history = model.fit(np.ones((16, 8), "float32"), np.ones((16, 1), "float32"),
-                            batch_size=8, epochs=2, verbose=0,
-                            callbacks=[RegularizationScheduler()])
+        fit_near_one(model, np.ones((16, 8), "float32"), policy, jit_compile)
         y = keras.ops.convert_to_numpy(layer(np.ones((4, 64), "float32"), training=True))
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    assert np.isfinite(history.history["loss"]).all()
-    assert all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in model.weights)
     np.testing.assert_array_equal(y, 0.0)
     # Nothing reaches the layer below: its kernel did not move.
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(hidden.kernel), kernel)
