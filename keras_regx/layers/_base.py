@@ -122,13 +122,17 @@ def dropout(x, rate, noise_shape, seed):
         # when no noise_shape is given: it draws from torch's global generator,
         # so a model loaded from a file would not draw the masks the saved one
         # would have. `keep_mask` always draws from the layer's generator (and
-        # measured faster on CPU than Keras' seeded PyTorch path).
-        if keras.backend.backend() != "torch":
+        # measured faster on CPU than Keras' seeded PyTorch path). A rate
+        # whose scale overflows the dtype (Keras' kernels would give inf and
+        # nan) takes `keep_scale`'s 0 below too.
+        scale = keep_scale(rate, x.dtype)
+        if keras.backend.backend() != "torch" and scale != 0.0:
             return keras.random.dropout(x, rate, noise_shape=noise_shape, seed=seed)
-    if not isinstance(rate, float):
+    else:
         rate = ops.convert_to_tensor(rate)
+        scale = keep_scale(rate, x.dtype)
     keep = keep_mask(concrete_noise_shape(x, noise_shape), rate, seed)
-    return ops.where(keep, x * keep_scale(rate, x.dtype), ops.zeros((), dtype=x.dtype))
+    return ops.where(keep, x * scale, ops.zeros((), dtype=x.dtype))
 
 
 def keep_scale(rate, dtype):
