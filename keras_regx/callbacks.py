@@ -240,7 +240,7 @@ class RegularizationScheduler(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, update_freq="batch", log=True):
+    def __init__(self, update_freq: str = "batch", log: bool = True):
         super().__init__()
         if update_freq not in _UPDATE_FREQS:
             raise ValueError(
@@ -432,8 +432,9 @@ class SparsityMonitor(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, threshold=0.0, per_layer=True, update_freq="epoch",
-                 include_bias=False, structured=False, regularization_loss=True):
+    def __init__(self, threshold: float = 0.0, per_layer: bool = True,
+                 update_freq: str | int = "epoch", include_bias: bool = False,
+                 structured: bool = False, regularization_loss: bool = True):
         super().__init__()
         self.regularization_loss = check_bool("regularization_loss", regularization_loss)
         self.threshold = check_real("threshold", threshold, minimum=0.0)

@@ -26,9 +26,15 @@ matplotlib is an optional dependency: `pip install "keras_regx[plot]"`.
 import collections.abc
 import csv
 import os
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
+
+if TYPE_CHECKING:  # matplotlib is optional: imported when a plot is drawn
+    from matplotlib.figure import Figure
 
 __all__ = [
     "plot_history",
@@ -258,7 +264,10 @@ def _scale(ax, values):
         ax.set_yscale("log")
 
 
-def plot_history(history, keys=None):
+def plot_history(
+    history: "keras.callbacks.History | Mapping[str, Sequence[float]] | str | os.PathLike",
+    keys: Sequence[str] | None = None,
+) -> "Figure":
     """Draws a training history: one panel per group of keys, epochs on x.
 
     Panels, top to bottom, each present when it has keys to draw:

@@ -34,6 +34,7 @@ from keras_regx._hyperparameters import _in_training_step
 from keras_regx._penalties import elastic_net
 from keras_regx._penalties import soft_threshold
 from keras_regx.schedules import ArgumentTypeError
+from keras_regx.schedules import Schedulable
 from keras_regx.schedules import check_bool
 from keras_regx.schedules import describe
 
@@ -70,7 +71,7 @@ class ScheduledRegularizer(
     # Whether the proximal map needs one step size for the whole weight.
     _needs_scalar_step = False
 
-    def __init__(self, name=None, proximal=False):
+    def __init__(self, name: str | None = None, proximal: bool = False):
         keras.layers.Layer.__init__(self, name=name, dtype="float32", trainable=False)
         self._init_scheduled()
         self.proximal = check_bool("proximal", proximal)
@@ -189,7 +190,8 @@ class L1(ScheduledRegularizer):
     ```
     """
 
-    def __init__(self, l1=0.01, proximal=False, name=None):
+    def __init__(self, l1: Schedulable | None = 0.01, proximal: bool = False,
+                 name: str | None = None):
         super().__init__(name=name, proximal=proximal)
         self.l1 = self._hyperparameter("l1", 0.01 if l1 is None else l1)  # None: as Keras
         self._finish_init()
@@ -227,7 +229,7 @@ class L2(ScheduledRegularizer):
     ```
     """
 
-    def __init__(self, l2=0.01, name=None):
+    def __init__(self, l2: Schedulable | None = 0.01, name: str | None = None):
         super().__init__(name=name)
         self.l2 = self._hyperparameter("l2", 0.01 if l2 is None else l2)  # None: as Keras
         self._finish_init()
@@ -263,7 +265,8 @@ class ElasticNet(ScheduledRegularizer):
     ```
     """
 
-    def __init__(self, l1=0.01, l2=0.01, proximal=False, name=None):
+    def __init__(self, l1: Schedulable | None = 0.01, l2: Schedulable | None = 0.01,
+                 proximal: bool = False, name: str | None = None):
         super().__init__(name=name, proximal=proximal)
         # None is 0, as in Keras' L1L2.
         self.l1 = self._hyperparameter("l1", 0.0 if l1 is None else l1)
@@ -332,7 +335,8 @@ class GroupLasso(ScheduledRegularizer):
 
     _needs_scalar_step = True
 
-    def __init__(self, factor=0.01, axis=-1, proximal=False, name=None):
+    def __init__(self, factor: Schedulable = 0.01, axis: int = -1, proximal: bool = False,
+                 name: str | None = None):
         super().__init__(name=name, proximal=proximal)
         self.factor = self._hyperparameter("factor", factor)
         if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):

@@ -16,6 +16,7 @@ import bisect
 import math
 import numbers
 import reprlib
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -35,6 +36,9 @@ __all__ = [
 
 _PACKAGE = "keras_regx"
 _LRSchedule = keras.optimizers.schedules.LearningRateSchedule
+
+# What a schedulable argument takes: a float, or a schedule of floats.
+Schedulable = float | _LRSchedule
 # Values end up in float32 (variables, the compiled step): a larger finite
 # float would become inf there.
 _FLOAT32_MAX = float(np.finfo("float32").max)
@@ -298,7 +302,7 @@ class Schedule(_LRSchedule):
     def __call__(self, step):
         return self._formula(_graph_step(step), ops)
 
-    def value_at(self, step):
+    def value_at(self, step: int | float) -> float:
         """Returns the schedule's value at `step` as a Python float (host)."""
         return float(self._formula(_host_step(step), np))
 
@@ -310,7 +314,7 @@ class Schedule(_LRSchedule):
         return cls(**config)
 
 
-def value_at(schedule, step):
+def value_at(schedule: _LRSchedule, step: int | float) -> float:
     """Evaluates any schedule on the host: ours through NumPy, Keras' eagerly.
 
     Args:
@@ -354,7 +358,7 @@ class Constant(Schedule):
     ```
     """
 
-    def __init__(self, value):
+    def __init__(self, value: float):
         self.value = check_real("value", value, minimum=0.0)
 
     def _formula(self, step, xp):
@@ -372,7 +376,13 @@ class _Transition(Schedule):
     `decay` falling from 1 at t = 0 to 0 at t = 1; subclasses define `decay`.
     """
 
-    def __init__(self, initial_value, final_value, begin_step=0, end_step=None):
+    def __init__(
+        self,
+        initial_value: float,
+        final_value: float,
+        begin_step: int = 0,
+        end_step: int | None = None,
+    ):
         self.initial_value = check_real("initial_value", initial_value, minimum=0.0)
         self.final_value = check_real("final_value", final_value, minimum=0.0)
         self.begin_step, self.end_step = _check_window(begin_step, end_step)
@@ -453,7 +463,12 @@ class Polynomial(_Transition):
     """
 
     def __init__(
-        self, initial_value, final_value, begin_step=0, end_step=None, power=2.0
+        self,
+        initial_value: float,
+        final_value: float,
+        begin_step: int = 0,
+        end_step: int | None = None,
+        power: float = 2.0,
     ):
         super().__init__(initial_value, final_value, begin_step, end_step)
         self.power = check_real("power", power, minimum=0.0, strict=True)
@@ -513,7 +528,12 @@ class Exponential(Schedule):
     """
 
     def __init__(
-        self, initial_value, decay_rate, decay_steps, begin_step=0, staircase=False
+        self,
+        initial_value: float,
+        decay_rate: float,
+        decay_steps: int,
+        begin_step: int = 0,
+        staircase: bool = False,
     ):
         self.initial_value = check_real("initial_value", initial_value, minimum=0.0)
         self.decay_rate = check_real("decay_rate", decay_rate, minimum=0.0, strict=True)
@@ -575,7 +595,7 @@ class PiecewiseConstant(Schedule):
     ```
     """
 
-    def __init__(self, boundaries, values):
+    def __init__(self, boundaries: Sequence[int], values: Sequence[float]):
         self.boundaries = _check_boundaries(boundaries)
         _check_sequence("values", values, "a list of floats")
         if len(values) != len(self.boundaries) + 1:
@@ -696,7 +716,7 @@ class Join(Schedule):
     ```
     """
 
-    def __init__(self, schedules, boundaries):
+    def __init__(self, schedules: Sequence[_LRSchedule], boundaries: Sequence[int]):
         _check_sequence("schedules", schedules, "a list of schedules")
         # Measured before deserializing any config in `schedules`.
         depth, parts = _join_size(schedules)
@@ -770,7 +790,7 @@ class Join(Schedule):
         }
 
 
-def is_schedule(value):
+def is_schedule(value: object) -> bool:
     """True for keras_regx schedules and Keras learning-rate schedules."""
     return isinstance(value, _LRSchedule)
 

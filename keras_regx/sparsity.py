@@ -22,6 +22,7 @@ figures during `fit()`.
 import math
 import numbers
 import weakref
+from typing import Any
 
 import keras
 from keras import ops
@@ -78,7 +79,7 @@ def _structured_count(x, threshold, axis):
     return ops.cast(ops.sum(dead), "int32")
 
 
-def zero_count(x, threshold=0.0):
+def zero_count(x: Any, threshold: float = 0.0) -> int:
     """Number of entries of `x` with `abs(x) <= threshold`, an int32 scalar.
 
     NaN and infinite entries are not counted (NaN is not `<= threshold`).
@@ -100,7 +101,7 @@ def zero_count(x, threshold=0.0):
     return _zero_count(ops.convert_to_tensor(x), threshold)
 
 
-def fraction_zero(x, threshold=0.0):
+def fraction_zero(x: Any, threshold: float = 0.0) -> float:
     """Fraction of the entries of `x` with `abs(x) <= threshold`, a float32 scalar.
 
     `fraction = zero_count(x, threshold) / size(x)`; NaN for an empty `x`.
@@ -123,7 +124,7 @@ def fraction_zero(x, threshold=0.0):
     return ops.divide(ops.cast(count, "float32"), ops.cast(_size(x), "float32"))
 
 
-def structured_count(kernel, threshold=0.0, axis=-1):
+def structured_count(kernel: Any, threshold: float = 0.0, axis: int = -1) -> int:
     """Number of slices of `kernel` along `axis` whose entries are all zero.
 
     Slice `i` is `kernel[..., i, ...]` with `i` on `axis`; it counts when every
@@ -151,7 +152,7 @@ def structured_count(kernel, threshold=0.0, axis=-1):
     return _structured_count(kernel, threshold, axis)
 
 
-def structured_fraction(kernel, threshold=0.0, axis=-1):
+def structured_fraction(kernel: Any, threshold: float = 0.0, axis: int = -1) -> float:
     """Fraction of the slices of `kernel` along `axis` that are all zero.
 
     `structured_count(kernel, threshold, axis) / kernel.shape[axis]`, a float32
@@ -421,8 +422,8 @@ def _cached_counter(model, threshold, per_layer, include_bias, structured):
     return counter
 
 
-def model_sparsity(model, threshold=0.0, per_layer=True, include_bias=False,
-                   structured=False):
+def model_sparsity(model: keras.layers.Layer, threshold: float = 0.0, per_layer: bool = True,
+                   include_bias: bool = False, structured: bool = False) -> dict[str, float]:
     """Sparsity of a model's kernels, as a dict of Python floats.
 
     Counts the entries with `abs(w) <= threshold` over every kernel of the

@@ -2,6 +2,8 @@
 regularization to (or removing it from) a built model."""
 
 import numbers
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 from keras import ops
@@ -44,7 +46,8 @@ class _MonteCarloSampler(keras.Model):
         return ops.reshape(y, (self.samples, shape[0] // self.samples) + tuple(shape[1:]))
 
 
-def mc_predict(model, x, samples=30, batch_size=None, verbose=0):
+def mc_predict(model: keras.Model, x: Any, samples: int = 30, batch_size: int | None = None,
+               verbose: int | str = 0) -> tuple[Any, Any]:
     """Monte Carlo predictions: the mean and spread over dropout masks.
 
     Runs `model` on `x` with its stochastic-at-inference layers
@@ -191,8 +194,14 @@ def _clone(model, edit):
     return copy
 
 
-def apply_regularization(model, kernel_regularizer=None, bias_regularizer=None,
-                         activity_regularizer=None, layers=None, recurrent_regularizer=None):
+def apply_regularization(
+    model: keras.Model,
+    kernel_regularizer: keras.regularizers.Regularizer | None = None,
+    bias_regularizer: keras.regularizers.Regularizer | None = None,
+    activity_regularizer: keras.regularizers.Regularizer | None = None,
+    layers: Sequence[str | keras.layers.Layer] | None = None,
+    recurrent_regularizer: keras.regularizers.Regularizer | None = None,
+) -> keras.Model:
     """A copy of a built model with regularizers attached, same weights.
 
     Lets a pretrained model be fine-tuned with regularization, which Keras
@@ -301,7 +310,7 @@ def _chosen_layers(model, layers, given):
     return chosen
 
 
-def remove_regularization(model):
+def remove_regularization(model: keras.Model) -> keras.Model:
     """A copy of a built model without any regularizer, same weights.
 
     The reverse of `apply_regularization`: every `*_regularizer` argument of

@@ -140,14 +140,14 @@ class ConcreteDropout(SeedStateSaving, keras.layers.Wrapper):
 
     def __init__(
         self,
-        layer,
-        weight_regularizer=1e-6,
-        dropout_regularizer=1e-5,
-        init_min=0.1,
-        init_max=0.1,
-        temperature=0.1,
-        mc_inference=True,
-        seed=None,
+        layer: keras.layers.Layer,
+        weight_regularizer: float = 1e-6,
+        dropout_regularizer: float = 1e-5,
+        init_min: float = 0.1,
+        init_max: float = 0.1,
+        temperature: float = 0.1,
+        mc_inference: bool = True,
+        seed: int | None = None,
         **kwargs,
     ):
         if not isinstance(layer, keras.layers.Layer):

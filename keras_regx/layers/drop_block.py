@@ -36,6 +36,7 @@ from keras import ops
 from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import keep_scale
 from keras_regx.schedules import ArgumentTypeError
+from keras_regx.schedules import Schedulable
 from keras_regx.schedules import describe
 
 __all__ = [
@@ -191,7 +192,8 @@ class _DropBlock(ScheduledLayer):
     _RANK = None
     _AXES = None  # names of the spatial axes, for error messages
 
-    def __init__(self, rate, block_size, data_format=None, seed=None, **kwargs):
+    def __init__(self, rate: Schedulable, block_size: int | tuple[int, ...],
+                 data_format: str | None = None, seed: int | None = None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         self.rate = self._rate("rate", rate)
         self.block_size = check_block_size(block_size, self._RANK)

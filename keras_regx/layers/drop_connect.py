@@ -1,11 +1,14 @@
 """DropConnect: dropout on a dense layer's weights instead of its outputs."""
 
+from typing import Any
+
 import keras
 from keras import ops
 
 from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import keep_mask
 from keras_regx.layers._base import keep_scale
+from keras_regx.schedules import Schedulable
 from keras_regx.schedules import check_bool
 
 __all__ = [
@@ -83,12 +86,12 @@ class DropConnectDense(ScheduledLayer, keras.layers.Dense):
 
     def __init__(
         self,
-        units,
-        rate=0.5,
-        activation=None,
-        use_bias=True,
-        drop_bias=False,
-        seed=None,
+        units: int,
+        rate: Schedulable = 0.5,
+        activation: Any = None,
+        use_bias: bool = True,
+        drop_bias: bool = False,
+        seed: int | None = None,
         **kwargs,
     ):
         super().__init__(

@@ -4,6 +4,7 @@ import keras
 
 from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import dropout
+from keras_regx.schedules import Schedulable
 
 __all__ = [
     "DropPath",
@@ -53,7 +54,7 @@ class DropPath(ScheduledLayer):
         Depth", ECCV 2016.
     """
 
-    def __init__(self, rate, seed=None, **kwargs):
+    def __init__(self, rate: Schedulable, seed: int | None = None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         self.rate = self._rate("rate", rate)
         self.supports_masking = True

@@ -1,11 +1,14 @@
 """Dropout with a scheduled rate, and Monte Carlo dropout."""
 
+from collections.abc import Sequence
+
 import keras
 
 from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import check_noise_shape
 from keras_regx.layers._base import check_noise_shape_fits
 from keras_regx.layers._base import dropout
+from keras_regx.schedules import Schedulable
 
 __all__ = [
     "MCDropout",
@@ -59,7 +62,8 @@ class ScheduledDropout(ScheduledLayer):
     ```
     """
 
-    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+    def __init__(self, rate: Schedulable, noise_shape: Sequence[int | None] | None = None,
+                 seed: int | None = None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         self.rate = self._rate("rate", rate)
         self.noise_shape = check_noise_shape(noise_shape)
