@@ -1,5 +1,5 @@
 # Two commands on a fresh machine with Python 3.10+:
-#   make demo   - compares 8 regularizers on scikit-learn's digits (table + compare_regularizers.png)
+#   make demo   - compares 9 ways to regularize on scikit-learn's digits with noise inputs (table + figure)
 #   make test   - runs the whole test suite once per Keras backend (TensorFlow, JAX, PyTorch)
 # Each creates .venv and installs the pinned versions of constraints.txt on first use.
 #   make test-latest - the same suite in .venv-latest with the newest releases the
