@@ -142,12 +142,23 @@ def attach(model):
     Raises a ValueError when the model's optimizer has no known step size
     for a proximal regularizer, or when a regularizer does not fit its weight.
     """
+    proximal = [
+        (variable, variable.regularizer) for variable in model.trainable_variables
+        if getattr(getattr(variable, "regularizer", None), "proximal", False)
+    ]
+    if not proximal:
+        return False
+    if getattr(model, "optimizer", None) is None:
+        raise ValueError(
+            f"`{type(proximal[0][1]).__name__}(proximal=True)` on weight "
+            f"'{proximal[0][0].path}' needs the optimizer that updates the "
+            "weights, for its step size, but the model has none. In a custom "
+            "training loop, `model.compile(optimizer=...)` with the optimizer "
+            "the loop applies: its `apply()` then runs the proximal steps."
+        )
     optimizer = _inner(model.optimizer)
     changed = False
-    for variable in model.trainable_variables:
-        regularizer = getattr(variable, "regularizer", None)
-        if not getattr(regularizer, "proximal", False):
-            continue
+    for variable, regularizer in proximal:
         current = variable.constraint
         if isinstance(current, _ProximalStep):
             if current.optimizer is optimizer and current.regularizer is regularizer:

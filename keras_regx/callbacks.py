@@ -266,6 +266,7 @@ class RegularizationScheduler(keras.callbacks.Callback):
         self._accumulate = 1
         self._epoch_batches = 0
         self._first_batch = None
+        self._batches = 0
 
     def get_config(self):
         return {"update_freq": self.update_freq, "log": self.log}
@@ -289,8 +290,11 @@ class RegularizationScheduler(keras.callbacks.Callback):
         self._values, self._used = {}, {}
         variables = [v for obj in self._objects for _, v in obj._scheduled.values()]
         self._writer = None
-        if jax and variables and self.update_freq == "batch":
+        # `fit()` makes its train function before this hook; a custom training
+        # loop on a model never fitted has none (see `state_values`).
+        if jax and variables and self.update_freq == "batch" and model.train_function is not None:
             self._writer = _JaxStateWriter(model, variables)
+        self._batches = 0  # batches begun: the step where the model has no optimizer
         self._assign = _tensorflow_assign() if keras.backend.backend() == "tensorflow" else _assign
 
     def on_train_end(self, logs=None):
@@ -301,12 +305,17 @@ class RegularizationScheduler(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         # At an epoch start every backend re-reads the variables, and on JAX
         # the model state is synced, so a plain read and assign are right here.
-        optimizer = _proximal._inner(self.model.optimizer)
-        # With gradient accumulation Keras counts batches in `_iterations`
-        # and updates (every `accumulate`-th batch) in `iterations`; the
-        # schedules follow the updates.
-        self._accumulate = optimizer.gradient_accumulation_steps or 1
-        self._epoch_batches = int(ops.convert_to_numpy(optimizer._iterations))
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None:  # a custom loop on a model never compiled: count
+            self._accumulate = 1
+            self._epoch_batches = self._batches
+        else:
+            optimizer = _proximal._inner(optimizer)
+            # With gradient accumulation Keras counts batches in `_iterations`
+            # and updates (every `accumulate`-th batch) in `iterations`; the
+            # schedules follow the updates.
+            self._accumulate = optimizer.gradient_accumulation_steps or 1
+            self._epoch_batches = int(ops.convert_to_numpy(optimizer._iterations))
         self._first_batch = None
         self._used = {}
         # Every value, changed or not: the variables may not hold the values
@@ -314,15 +323,63 @@ class RegularizationScheduler(keras.callbacks.Callback):
         self._set_step(self._epoch_batches // self._accumulate, self._assign, every=True)
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.update_freq == "batch":
-            if self._first_batch is None:
-                self._first_batch = batch  # on_epoch_begin already set this step
-            else:
-                write = self._writer.write if self._writer is not None else self._assign
-                batches = self._epoch_batches + batch - self._first_batch
-                self._set_step(batches // self._accumulate, write)
+        if self._first_batch is None:
+            self._first_batch = batch  # on_epoch_begin already set this step
+        batches = self._epoch_batches + batch - self._first_batch
+        self._batches = batches + 1
+        if self.update_freq == "batch" and batch != self._first_batch:
+            write = self._writer.write if self._writer is not None else self._assign
+            self._set_step(batches // self._accumulate, write)
         if self.log:
             self._used[batch] = self._values
+
+    def state_values(self, non_trainable_values):
+        """`non_trainable_values` with the scheduled values of the current step.
+
+        For JAX training loops that thread the model's state through
+        `jax.jit` themselves (Keras' guide "Writing a training loop from
+        scratch in JAX"): such a step reads the arrays the loop passes it,
+        never the variables this callback writes. After
+        `callbacks.on_train_batch_begin(step)`, pass the loop's non-trainable
+        values through this method. Other backends read the variables, so
+        their loops need nothing.
+
+        Args:
+            non_trainable_values: a list with one value per variable of
+                `model.non_trainable_variables`, in that order.
+
+        Returns:
+            A new list: the scheduled entries replaced by their current
+            values, every other entry as given.
+
+        Example:
+        ```python
+        >>> reg = kr.L2(kr.schedules.Linear(0.0, 1.0, end_step=4), name="l2")
+        >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, kernel_regularizer=reg)])
+        >>> scheduler = kr.callbacks.RegularizationScheduler()
+        >>> callbacks = keras.callbacks.CallbackList([scheduler], model=model)
+        >>> callbacks.on_train_begin(); callbacks.on_epoch_begin(0)
+        >>> state = [v.value for v in model.non_trainable_variables]
+        >>> for step in range(3):
+        ...     callbacks.on_train_batch_begin(step)
+        ...     state = scheduler.state_values(state)
+        >>> [float(v) for v in state]
+        [0.5]
+        ```
+        """
+        variables = self.model.non_trainable_variables
+        if len(non_trainable_values) != len(variables):
+            raise ValueError(
+                "Invalid value for argument `non_trainable_values`: expected one "
+                f"value per variable of `model.non_trainable_variables` "
+                f"({len(variables)}). Received: {len(non_trainable_values)} values"
+            )
+        index = {id(v): i for i, v in enumerate(variables)}
+        values = list(non_trainable_values)
+        for obj in self._objects:
+            for arg, (_, variable) in obj._scheduled.items():
+                values[index[id(variable)]] = np.asarray(obj._current[arg], variable.dtype)
+        return values
 
     def _set_step(self, step, write, every=False):
         """Moves every schedule to `step`; `write` stores a changed value."""

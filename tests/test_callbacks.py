@@ -1057,3 +1057,104 @@ def test_different_regularizers_with_one_name_are_refused():
     with pytest.raises(ValueError, match=r"same key 'reg/l2' with different configs.*`name=`"):
         model.fit(np.ones((8, 3)), np.ones((8, 1)), verbose=0,
                   callbacks=[kr.callbacks.RegularizationScheduler()])
+
+
+def _guide_loop(model, callbacks, scheduler, epochs, steps):
+    """The training loop of Keras' guide "writing a training loop from
+    scratch" for this backend, on a model never compiled: the loss is the
+    model's weight penalties alone (SGD(0): the weights stay). Returns the
+    losses of the steps and the strengths logged for each batch."""
+    optimizer = keras.optimizers.SGD(0.0)
+    optimizer.build(model.trainable_variables)
+    x = np.ones((1, 2), "float32")
+    if BACKEND == "jax":
+        import jax
+
+        def loss_fn(trainable, non_trainable, x):
+            _, non_trainable, losses = model.stateless_call(
+                trainable, non_trainable, x, training=True, return_losses=True)
+            return sum(losses), non_trainable
+
+        @jax.jit
+        def step_fn(state, x):
+            trainable, non_trainable, optimizer_values = state
+            (loss, non_trainable), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                trainable, non_trainable, x)
+            trainable, optimizer_values = optimizer.stateless_apply(
+                optimizer_values, grads, trainable)
+            return loss, (trainable, non_trainable, optimizer_values)
+
+        state = ([v.value for v in model.trainable_variables],
+                 [v.value for v in model.non_trainable_variables],
+                 [v.value for v in optimizer.variables])
+    losses, logged = [], []
+    callbacks.on_train_begin()
+    for epoch in range(epochs):
+        callbacks.on_epoch_begin(epoch)
+        for step in range(steps):
+            callbacks.on_train_batch_begin(step)
+            if BACKEND == "jax":
+                state = (state[0], scheduler.state_values(state[1]), state[2])
+                loss, state = step_fn(state, x)
+            elif BACKEND == "tensorflow":
+                import tensorflow as tf
+
+                with tf.GradientTape() as tape:
+                    model(x, training=True)
+                    loss = keras.ops.sum(model.losses)
+                optimizer.apply(tape.gradient(loss, model.trainable_weights),
+                                model.trainable_weights)
+            else:
+                model.zero_grad()
+                model(x, training=True)
+                loss = keras.ops.sum(model.losses)
+                loss.backward()
+                optimizer.apply([v.value.grad for v in model.trainable_weights],
+                                model.trainable_weights)
+            losses.append(float(keras.ops.convert_to_numpy(loss)))
+            logs = {"loss": losses[-1]}
+            callbacks.on_train_batch_end(step, logs)
+        callbacks.on_epoch_end(epoch, {})
+    callbacks.on_train_end()
+    return losses
+
+
+def test_guide_training_loops_follow_the_schedule():
+    # Keras' custom-loop guides drive callbacks through CallbackList on a
+    # model never compiled: the step is counted across epochs, and on JAX
+    # `state_values` carries the values into the state the loop threads.
+    reg = kr.L2(kr.schedules.Linear(0.0, 1.0, end_step=4), name="l2")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(
+        1, kernel_regularizer=reg, kernel_initializer="ones", use_bias=False)])
+    logged = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            logged.append(logs["l2/l2"])
+
+    scheduler = RegularizationScheduler()
+    callbacks = keras.callbacks.CallbackList([scheduler, Spy()], model=model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the schedule is driven: no warning
+        losses = _guide_loop(model, callbacks, scheduler, epochs=2, steps=3)
+    strengths = [min(step / 4, 1.0) for step in range(6)]
+    assert logged == pytest.approx(strengths)
+    assert losses == pytest.approx([2.0 * s for s in strengths])  # l2 * sum(ones(2) ** 2)
+
+
+def test_state_values_checks_its_argument():
+    reg = kr.L2(kr.schedules.Linear(0.0, 1.0, end_step=4))
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, kernel_regularizer=reg)])
+    scheduler = RegularizationScheduler()
+    keras.callbacks.CallbackList([scheduler], model=model).on_train_begin()
+    with pytest.raises(ValueError, match=r"`non_trainable_values`.*one value per variable.*\(1\).*0 values"):
+        scheduler.state_values([])
+
+
+def test_proximal_without_an_optimizer_is_a_clear_error():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(
+        1, kernel_regularizer=kr.L1(0.1, proximal=True))])
+    callbacks = keras.callbacks.CallbackList([RegularizationScheduler()], model=model)
+    with pytest.raises(ValueError, match=r"L1\(proximal=True\)` on weight .*kernel.*needs the "
+                                         r"optimizer.*model.compile\(optimizer="):
+        callbacks.on_train_begin()

@@ -35,8 +35,18 @@ def public_objects():
                 yield f"{module.__name__}.{name}", obj
 
 
-def examples():
+def documented():
+    """Every public object, and the public methods its class defines."""
     for name, obj in public_objects():
+        yield name, obj
+        if inspect.isclass(obj):
+            for attr, member in vars(obj).items():
+                if inspect.isfunction(member) and not attr.startswith("_"):
+                    yield f"{name}.{attr}", member
+
+
+def examples():
+    for name, obj in documented():
         for i, block in enumerate(FENCE.findall(inspect.getdoc(obj) or "")):
             if ">>>" in block:
                 yield pytest.param(name, block, id=f"{name}[{i}]")
