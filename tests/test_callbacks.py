@@ -1063,7 +1063,7 @@ def _guide_loop(model, callbacks, scheduler, epochs, steps):
     """The training loop of Keras' guide "writing a training loop from
     scratch" for this backend, on a model never compiled: the loss is the
     model's weight penalties alone (SGD(0): the weights stay). Returns the
-    losses of the steps and the strengths logged for each batch."""
+    losses of the steps."""
     optimizer = keras.optimizers.SGD(0.0)
     optimizer.build(model.trainable_variables)
     x = np.ones((1, 2), "float32")
@@ -1087,7 +1087,7 @@ def _guide_loop(model, callbacks, scheduler, epochs, steps):
         state = ([v.value for v in model.trainable_variables],
                  [v.value for v in model.non_trainable_variables],
                  [v.value for v in optimizer.variables])
-    losses, logged = [], []
+    losses = []
     callbacks.on_train_begin()
     for epoch in range(epochs):
         callbacks.on_epoch_begin(epoch)
