@@ -4,6 +4,7 @@ import importlib.util
 import pathlib
 import sys
 
+import numpy as np
 import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
@@ -25,6 +26,22 @@ def test_scheduled_regularization_demo(capsys):
     assert strengths[0] < strengths[1] < strengths[2]
     assert strengths[3] < strengths[2]
     assert history.history["val_accuracy"][-1] > 0.5
+
+
+def test_custom_training_loop_demo(capsys):
+    module = load("custom_training_loop")
+    history, logged, accuracy = module.main(**module.FAST)
+    out = capsys.readouterr().out
+    assert out.count("enet/l1") == module.FAST["epochs"] and "test accuracy" in out
+    # Every batch logs the values of its step, counted across epochs (the
+    # model has no optimizer), as fit() would: Linear over all 20 steps.
+    steps = len(logged)
+    assert steps == module.FAST["epochs"] * (module.FAST["train_size"] // module.BATCH)
+    np.testing.assert_allclose([b["enet/l1"] for b in logged],
+                               [1e-3 * s / steps for s in range(steps)], rtol=1e-6)
+    np.testing.assert_allclose([b["drop/rate"] for b in logged],
+                               [0.3 * s / steps for s in range(steps)], rtol=1e-6)
+    assert history[-1]["loss"] < history[0]["loss"] and accuracy > 0.5
 
 
 def test_concrete_dropout_demo(capsys):
