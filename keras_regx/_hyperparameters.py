@@ -140,6 +140,20 @@ class ScheduledHyperparameters:
             )
 
 
+def revive_schedules(config):
+    """`config` with its serialized objects (dicts) deserialized.
+
+    Done before the constructor runs: Keras' `Operation.__new__` walks the
+    constructor's arguments with its tree utilities, which on PyTorch recurse
+    through a nested dict until Python's limit (a hostile file's schedule
+    nested hundreds deep), where the schedules refuse such a config by name.
+    """
+    return {
+        key: keras.saving.deserialize_keras_object(value) if isinstance(value, dict) else value
+        for key, value in config.items()
+    }
+
+
 def _in_training_step(x):
     """Whether a regularizer called on `x` is called by a training step.
 

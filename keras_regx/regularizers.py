@@ -31,6 +31,7 @@ from keras import ops
 
 from keras_regx._hyperparameters import ScheduledHyperparameters
 from keras_regx._hyperparameters import _in_training_step
+from keras_regx._hyperparameters import revive_schedules
 from keras_regx._penalties import elastic_net
 from keras_regx._penalties import soft_threshold
 from keras_regx.schedules import ArgumentTypeError
@@ -128,10 +129,12 @@ class ScheduledRegularizer(
         every call builds a new object.
         """
         key = _sharing_key(cls, config)
+        if key is None:  # a config too deep to key: the schedules say why
+            return cls(**revive_schedules(config))
         shared = get_shared_object(key)
         if shared is not None:
             return shared
-        regularizer = cls(**config)
+        regularizer = cls(**revive_schedules(config))
         record_object_after_deserialization(regularizer, key)
         return regularizer
 
@@ -141,7 +144,8 @@ def _sharing_key(cls, config):
 
     Keras marks nested objects it saw before with a `shared_object_id`, so
     the same schedule reads differently in the first and later copies of a
-    config: those marks are left out of the key.
+    config: those marks are left out of the key. None for a config nested
+    too deep to walk (a hostile file): the schedules refuse it by name.
     """
 
     def unmarked(value):
@@ -152,9 +156,15 @@ def _sharing_key(cls, config):
         return value
 
     try:
-        text = json.dumps(unmarked(config), sort_keys=True)
+        plain = unmarked(config)
+    except RecursionError:
+        return None
+    try:
+        text = json.dumps(plain, sort_keys=True)
     except (TypeError, ValueError):
-        text = repr(unmarked(config))
+        text = repr(plain)
+    except RecursionError:
+        return None
     return ("keras_regx", cls.__module__, cls.__qualname__, text)
 
 

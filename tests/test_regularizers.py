@@ -1,4 +1,5 @@
 import base64
+import contextlib
 import json
 import marshal
 import math
@@ -573,6 +574,29 @@ HOSTILE = [
     ("unknown argument", lambda reg, drop, lam: drop.__setitem__("evil", 1),
      r"Unrecognized keyword arguments.*evil"),
 ]
+
+
+@pytest.mark.parametrize("loading", [False, True])
+def test_a_strength_nested_too_deep_is_refused_by_name(loading):
+    # The regularizer keys its config for sharing while a file loads; a
+    # config too deep to walk must still reach the schedules' clear error.
+    from keras.src.saving.serialization_lib import ObjectSharingScope
+
+    config = {"l1": _nested_join(250), "proximal": False, "name": "deep"}
+    with ObjectSharingScope() if loading else contextlib.nullcontext():
+        with pytest.raises(ValueError, match=r"`schedules`: expected Joins nested at most 32 deep"):
+            regularizers.L1.from_config(config)
+
+
+def _nested_join(depth):
+    """The config of a Join nested `depth` deep: too deep to walk recursively."""
+    config = keras.saving.serialize_keras_object(schedules.Constant(0.1))
+    for _ in range(depth):
+        config = {"module": "keras_regx.schedules", "class_name": "Join",
+                  "registered_name": "keras_regx>Join",
+                  "config": {"schedules": [config, keras.saving.serialize_keras_object(
+                      schedules.Constant(0.1))], "boundaries": [5]}}
+    return config
 
 
 @pytest.mark.parametrize("case,mutate,match", HOSTILE, ids=[c[0] for c in HOSTILE])

@@ -17,6 +17,7 @@ import numpy as np
 from keras import ops
 
 from keras_regx._hyperparameters import ScheduledHyperparameters
+from keras_regx._hyperparameters import revive_schedules
 from keras_regx.schedules import ArgumentTypeError
 from keras_regx.schedules import describe
 
@@ -232,4 +233,4 @@ class ScheduledLayer(ScheduledHyperparameters, SeedStateSaving, keras.layers.Lay
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        return cls(**revive_schedules(config))
