@@ -1,15 +1,26 @@
-"""Host cost of RegularizationScheduler's per-step work, timed alone.
+"""What `RegularizationScheduler` costs a training step, by number of objects.
 
-The side-by-side step times of `bench_regularizers.py` cannot resolve a 3%
-difference on a noisy machine, so this times the scheduler's own work per
-training step directly: its `on_train_batch_begin` (evaluate every schedule
-on the host, write the changed values; on JAX into the state the next step
-receives) and `on_train_batch_end` (copy the values into `logs`), on the
-benchmark MLP with a scheduled ElasticNet whose two strengths change at every
-step. It reports the median over rounds of the mean cost per step, and that
-as a share of the median step time of the same model in `fit()`.
+Two models, each with one regularizer object per kernel and per bias:
 
-    KERAS_BACKEND=jax python benchmarks/bench_scheduler.py [--reps 9] [--steps 30] [--calls 2000]
+- `48`: the benchmark MLP of `bench_regularizers.py` (24 Dense layers of 256
+  units, batch 64): 48 objects;
+- `500`: 250 Dense layers of 32 units, batch 64: 500 objects.
+
+Three configurations of each, timed side by side (`_timing`):
+
+- `constant`: `kr.ElasticNet(1e-5, 1e-4)` per kernel and bias;
+- `scheduled`: `kr.ElasticNet(ramp, ramp)` per kernel and bias, with one
+  `ramp` schedule object (a Linear ramp that changes at every step), driven
+  by `RegularizationScheduler(update_freq="batch")`;
+- `scheduled, a schedule per object`: the same, but each object builds its
+  own (equal) ramps, so each holds its own variables.
+
+It reports median step times, paired ratios to `constant` with 95%
+intervals, and, timed alone, the scheduler's host work per step (its
+`on_train_batch_begin` and `on_train_batch_end`) and per `fit()` (its
+`on_train_begin`).
+
+    KERAS_BACKEND=jax python benchmarks/bench_scheduler.py [--size 48] [--reps 9] [--steps 60]
 """
 
 import argparse
@@ -20,47 +31,87 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras
 import numpy as np
 
 import keras_regx as kr
 from _timing import header
-from _timing import time_fits
-from bench_regularizers import BATCH
-from bench_regularizers import UNITS
-from bench_regularizers import build
+from _timing import medians
+from _timing import paired_ratio
+from _timing import time_fits_per_rep
+
+BATCH = 64
+SIZES = {48: (24, 256), 500: (250, 32)}  # objects: (Dense layers, units)
 
 
-def main(reps, steps, calls):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(BATCH * steps, UNITS)).astype("float32")
-    y = rng.normal(size=(BATCH * steps, 1)).astype("float32")
-    ramp = kr.schedules.Linear(0.0, 1e-4, end_step=10 * calls)
-    model = build(lambda: kr.ElasticNet(ramp, ramp))
+def build(layers, units, make_reg):
+    """`layers` Dense layers; every kernel and bias gets its own `make_reg()`."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((units,))]
+        + [
+            keras.layers.Dense(units, activation="relu",
+                               kernel_regularizer=make_reg(), bias_regularizer=make_reg())
+            for _ in range(layers)
+        ]
+        + [keras.layers.Dense(1)]
+    )
+    model.compile(keras.optimizers.SGD(1e-3), "mse")
+    return model
+
+
+def hook_cost(model, calls, rounds):
+    """Seconds of host work per step, and per `fit()` start, of the scheduler."""
     scheduler = kr.callbacks.RegularizationScheduler()
-    step = time_fits({"scheduled": model}, {"scheduled": [scheduler]}, x, y, BATCH, reps)
-    step = step["scheduled"]
-
-    # The scheduler as fit() leaves it between steps: attached, mid-epoch.
     scheduler.set_model(model)
+    start = time.perf_counter()
+    for _ in range(rounds):
+        scheduler.on_train_begin()
+        scheduler.on_train_end()
+    per_fit = (time.perf_counter() - start) / rounds
+    # As fit() leaves it between steps: attached, mid-epoch.
     scheduler.on_train_begin()
     scheduler.on_epoch_begin(0)
     scheduler.on_train_batch_begin(0)
-    logs = {"loss": 0.0}
-    rounds = []
-    for r in range(reps):
+    logs, per_step = {"loss": 0.0}, []
+    for r in range(rounds):
         start = time.perf_counter()
         for b in range(1, calls + 1):
             scheduler.on_train_batch_begin(r * calls + b)
             scheduler.on_train_batch_end(r * calls + b, logs)
-        rounds.append((time.perf_counter() - start) / calls)
+        per_step.append((time.perf_counter() - start) / calls)
     scheduler.on_train_end()
-    per_step = statistics.median(rounds)
+    return statistics.median(per_step), per_fit
+
+
+def main(size, reps, steps, calls=500):
+    layers, units = SIZES[size]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(BATCH * steps, units)).astype("float32")
+    y = rng.normal(size=(BATCH * steps, 1)).astype("float32")
+
+    def ramp():  # changes at every step of the run
+        return kr.schedules.Linear(0.0, 1e-4, end_step=10 * (reps + 1) * steps)
+
+    one = ramp()
+    makers = {
+        "constant": lambda: kr.ElasticNet(1e-5, 1e-4),
+        "scheduled": lambda: kr.ElasticNet(one, one),
+        "scheduled, a schedule per object": lambda: kr.ElasticNet(ramp(), ramp()),
+    }
+    models = {name: build(layers, units, make) for name, make in makers.items()}
+    callbacks = {name: [kr.callbacks.RegularizationScheduler()] for name in makers
+                 if name != "constant"}
+    times = time_fits_per_rep(models, callbacks, x, y, BATCH, reps)
+    hooks = {name: hook_cost(models[name], calls, rounds=5) for name in callbacks}
     result = {
         **header(reps, steps),
-        "scheduled_values": len(logs) - 1,
-        "step_ms": round(step * 1e3, 3),
-        "scheduler_us_per_step": round(per_step * 1e6, 2),
-        "share_of_step": round(per_step / step, 5),
+        "objects": size,
+        "variables": {name: len(m.non_trainable_variables) for name, m in models.items()},
+        "median_ms": {k: round(v * 1e3, 3) for k, v in medians(times).items()},
+        "ratio_to_constant": {name: paired_ratio(times, name, "constant") for name in callbacks},
+        "scheduler_us_per_step": {k: round(v[0] * 1e6, 1) for k, v in hooks.items()},
+        "scheduler_ms_per_fit": {k: round(v[1] * 1e3, 2) for k, v in hooks.items()},
     }
     print(json.dumps(result))
     return result
@@ -68,8 +119,8 @@ def main(reps, steps, calls):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
+    parser.add_argument("--size", type=int, choices=sorted(SIZES), default=48)
     parser.add_argument("--reps", type=int, default=9)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=60)
     args = parser.parse_args()
-    main(args.reps, args.steps, args.calls)
+    main(args.size, args.reps, args.steps)

@@ -114,7 +114,8 @@ def main():
     floor = [run("ab_penalty.py", b, flags) for b in BACKENDS]
     dropout = [run("bench_dropout.py", b, flags) for b in BACKENDS]
     sparsity = [run("bench_sparsity.py", b, flags) for b in BACKENDS]
-    scheduler = [run("bench_scheduler.py", b, flags) for b in BACKENDS]
+    scheduler = [run("bench_scheduler.py", b, flags + ["--size", size])
+                 for size in ("48", "500") for b in BACKENDS]
     imports = [run("bench_import.py", b, ["--reps", args.reps]) for b in BACKENDS]
     versions = subprocess.run(
         [sys.executable, "-c",
@@ -131,8 +132,14 @@ def main():
         for r in sparsity
     )
     scheduler_rows = "\n".join(
-        f"| {r['backend']} | {r['step_ms']:.2f} ms | {r['scheduler_us_per_step']:.0f} us | "
-        f"{100 * r['share_of_step']:.2f}% |"
+        f"| {r['backend']} | {r['objects']} | {r['median_ms']['constant']:.2f} ms | "
+        + " | ".join(
+            f"{r['ratio_to_constant'][c][0]:.3f} [{r['ratio_to_constant'][c][1]:.3f}, "
+            f"{r['ratio_to_constant'][c][2]:.3f}] ({r['variables'][c]} variables, "
+            f"{r['scheduler_us_per_step'][c]:.0f} us a step, "
+            f"{r['scheduler_ms_per_fit'][c]:.1f} ms a fit)"
+            for c in ("scheduled", "scheduled, a schedule per object")
+        ) + " |"
         for r in scheduler
     )
     floor_rows = "\n".join(
@@ -215,15 +222,17 @@ throughput against a plain device copy of the same weights.
 |---|---|---|---|---|---|---|
 {sparsity_rows}
 
-## The scheduler's own work (`bench_scheduler.py`)
+## The scheduler's cost by number of objects (`bench_scheduler.py`)
 
-`RegularizationScheduler`'s per-step hooks timed alone on the MLP with a
-scheduled ElasticNet (two strengths that change every step): median over
-{args.reps} rounds of the mean cost per step, and its share of the same model's
-median step time in `fit()`.
+One `kr.ElasticNet` per kernel and bias (48 objects: 24 Dense of 256; 500:
+250 Dense of 32; batch 64), scheduled strengths that change at every step,
+`RegularizationScheduler(update_freq="batch")`. Step time paired with the same
+model at constant strengths (median [95% interval] over {args.reps} repetitions);
+in brackets the model's scheduled variables and the scheduler's host work
+timed alone (per step: its batch hooks; per fit: its `on_train_begin`).
 
-| backend | step | scheduler per step | share of step |
-|---|---|---|---|
+| backend | objects | constant step | scheduled, one schedule object | a schedule object per regularizer |
+|---|---|---|---|---|
 {scheduler_rows}
 
 ## Import time (`bench_import.py`)

@@ -1,13 +1,24 @@
 """Hyperparameters that are a float or follow a schedule over training.
 
-A scheduled hyperparameter lives in a float32 `keras.Variable` owned by a Keras
-`Layer`, so the variable belongs to the model's state: on JAX the jitted train
-step only sees the model's tracked variables, and a variable nobody tracks
-would be frozen at its first value. The `RegularizationScheduler` callback
-evaluates the schedules on the host and writes the variables between steps.
+A scheduled hyperparameter lives in a float32 `keras.Variable` tracked by a
+Keras `Layer`, so the variable belongs to the model's state: on JAX the jitted
+train step only sees the model's tracked variables, and a variable nobody
+tracks would be frozen at its first value. The `RegularizationScheduler`
+callback evaluates the schedules on the host and writes the variables between
+steps (see `keras_regx._engine`).
+
+Objects built on one schedule object hold one variable: the schedule's value
+at a step is the same for all of them, and every variable costs step time
+(each is read by the compiled step, and on JAX passed in and out of it). So
+the 48 regularizers of a 24-layer model built with `kr.L2(ramp)` per layer
+add one variable to the model's state, not 48. (An object given the same
+schedule for two arguments holds two: it saves one value per argument.)
 """
 
+import contextlib
+import json
 import warnings
+import weakref
 
 import keras
 from keras import ops
@@ -28,12 +39,27 @@ except ImportError:  # pragma: no cover - a future Keras without them
         return False
 
 
+# While Keras loads a `.keras` file it keeps a map of the objects it has
+# deserialized (`ObjectSharingScope`): equal configs of regularizers and of
+# schedules give one object again.
+try:
+    from keras.src.saving.serialization_lib import get_shared_object
+    from keras.src.saving.serialization_lib import record_object_after_deserialization
+except ImportError:  # pragma: no cover - a future Keras without them
+
+    def get_shared_object(obj_id):
+        return None
+
+    def record_object_after_deserialization(obj, obj_id):
+        pass
+
+
 class ScheduledHyperparameters:
     """Mixin for `keras.layers.Layer` subclasses with schedulable arguments."""
 
     def _init_scheduled(self):
         self._scheduled = {}  # argument name -> (schedule, variable)
-        self._current = {}  # argument name -> last value written (host float)
+        self._cells = {}  # argument name -> the `_Cell` of its variable
         self._bounds = {}  # argument name -> (minimum, maximum) of its values
         self._scheduler_attached = False
         self._warned_unscheduled = False
@@ -50,20 +76,33 @@ class ScheduledHyperparameters:
             return value
         self._bounds[name] = (minimum, maximum)
         initial = self._scheduled_value(name, value, 0)
-        # autocast=False: under a mixed precision policy the value stays
-        # float32 inside `call` (a rate read as float16 would lose precision
-        # and mismatch float32 noise).
-        variable = self.add_weight(
-            shape=(),
-            dtype="float32",
-            initializer=keras.initializers.Constant(initial),
-            trainable=False,
-            autocast=False,
-            name=name,
-        )
-        self._scheduled[name] = (value, variable)
-        self._current[name] = initial
-        return variable
+        mine = {id(variable) for _, variable in self._scheduled.values()}
+        slots = _SHARED.setdefault(value, [])
+        slot = next((s for s in slots if id(s[0]) not in mine), None)
+        if slot is None:
+            # autocast=False: under a mixed precision policy the value stays
+            # float32 inside `call` (a rate read as float16 would lose
+            # precision and mismatch float32 noise).
+            variable = self.add_weight(
+                shape=(),
+                dtype="float32",
+                initializer=keras.initializers.Constant(initial),
+                trainable=False,
+                autocast=False,
+                name=name,
+            )
+            slot = (variable, _Cell(initial))
+            slots.append(slot)
+        else:
+            self._track_variable(slot[0])
+        self._scheduled[name] = (value, slot[0])
+        self._cells[name] = slot[1]
+        return slot[0]
+
+    @property
+    def _current(self):
+        """Argument name -> the value its variable holds (host float)."""
+        return {name: cell.value for name, cell in self._cells.items()}
 
     def _hyperparameter_config(self, name, value):
         """The config entry of a hyperparameter: the float or the schedule."""
@@ -97,19 +136,6 @@ class ScheduledHyperparameters:
             ) from None
         return value
 
-    def _values_at(self, step, every=False):
-        """Evaluates the schedules at `step`; yields (variable, value) that changed.
-
-        With `every=True`, yields every value, changed or not: the variables
-        may hold other values than the ones last written (restored from a
-        backup, or a crashed JAX `fit()` whose last value never ran).
-        """
-        for arg, (schedule, variable) in self._scheduled.items():
-            value = self._scheduled_value(arg, schedule, step)
-            if every or value != self._current[arg]:
-                self._current[arg] = value
-                yield variable, value
-
     def _value_at_step(self, name, value, step):
         """`value`, or its schedule evaluated in the graph at `step` (a tensor)."""
         if name not in self._scheduled:
@@ -125,7 +151,10 @@ class ScheduledHyperparameters:
         inspecting a penalty, do not warn. Layers pass no `x`: they warn when
         called with `training=True`.
         """
-        if not self._scheduled or self._scheduler_attached or self._warned_unscheduled:
+        if not self._scheduled or self._warned_unscheduled:
+            return
+        if self._scheduler_attached:
+            self._warn_if_state_not_fed(x)
             return
         if _in_training_step(x):
             self._warned_unscheduled = True
@@ -139,6 +168,85 @@ class ScheduledHyperparameters:
                 stacklevel=3,
             )
 
+    def _warn_if_state_not_fed(self, x):
+        """Warns once when a JAX loop threads state without the scheduled values.
+
+        A JAX training loop that passes the model state through `jax.jit`
+        itself (Keras' guide loop) computes with the arrays it is given, never
+        the variables the scheduler writes, unless it passes them through
+        `RegularizationScheduler.state_values`.
+        """
+        scheduler = STATE_FED.get(self)
+        if scheduler is None or scheduler.state_fed or not in_stateless_scope():
+            return
+        if _in_training_step(x):
+            self._warned_unscheduled = True
+            warnings.warn(
+                f"`{type(self).__name__}` '{self.name}' has scheduled "
+                f"{', '.join(repr(a) for a in self._scheduled)}, driven by a "
+                "`RegularizationScheduler` in a JAX training loop that passes "
+                "the model state itself, but the loop has not passed its "
+                "non-trainable values through `scheduler.state_values(...)`, so "
+                "the step computes with the values in that state, not the "
+                "schedule's. After `callbacks.on_train_batch_begin(step)`, use "
+                "`non_trainable_values = scheduler.state_values(non_trainable_values)`.",
+                stacklevel=4,
+            )
+
+
+# object -> the scheduler that drives it in a JAX training loop which threads
+# the model state itself (no `fit()`): that loop must pass the state through
+# the scheduler's `state_values`.
+STATE_FED = weakref.WeakKeyDictionary()
+
+
+def sharing_key(cls, config):
+    """A key for `config` in Keras' map of loaded objects (never an `id()`).
+
+    Keras marks nested objects it saw before with a `shared_object_id`, so
+    the same schedule reads differently in the first and later copies of a
+    config: those marks are left out of the key. None for a config nested
+    too deep to walk (a hostile file): the schedules refuse it by name.
+    """
+
+    def unmarked(value):
+        if isinstance(value, dict):
+            return {k: unmarked(v) for k, v in value.items() if k != "shared_object_id"}
+        if isinstance(value, (list, tuple)):
+            return [unmarked(v) for v in value]
+        return value
+
+    try:
+        plain = unmarked(config)
+    except RecursionError:
+        return None
+    try:
+        text = json.dumps(plain, sort_keys=True)
+    except (TypeError, ValueError):
+        text = repr(plain)
+    except RecursionError:
+        return None
+    return ("keras_regx", cls.__module__, cls.__qualname__, text)
+
+
+class _Cell:
+    """The value last written into a scheduled variable, as a host float.
+
+    One per variable, shared by the objects that share the variable, so that
+    the scheduler updates it once per step, however many objects hold it.
+    """
+
+    __slots__ = ("value", "__weakref__")
+
+    def __init__(self, value):
+        self.value = value
+
+
+# schedule -> [(variable, cell), ...]: the variables of the objects built on
+# that schedule object (one more for each further argument of one object that
+# takes the same schedule). Entries go when the schedule object does.
+_SHARED = weakref.WeakKeyDictionary()
+
 
 def revive_schedules(config):
     """`config` with its serialized objects (dicts) deserialized.
@@ -147,11 +255,45 @@ def revive_schedules(config):
     constructor's arguments with its tree utilities, which on PyTorch recurse
     through a nested dict until Python's limit (a hostile file's schedule
     nested hundreds deep), where the schedules refuse such a config by name.
+
+    While Keras loads a file (inside its object-sharing scope), equal
+    schedule configs give one schedule object, so the objects that use it
+    share one variable again (they were saved with one value each).
     """
-    return {
-        key: keras.saving.deserialize_keras_object(value) if isinstance(value, dict) else value
-        for key, value in config.items()
-    }
+    return {key: _revive(value) if isinstance(value, dict) else value
+            for key, value in config.items()}
+
+
+_SCOPES = []  # a {key: schedule} map per `equal_schedules_shared()` scope
+
+
+@contextlib.contextmanager
+def equal_schedules_shared():
+    """Within: configs deserialized by `revive_schedules` with equal schedules
+    get one schedule object, as while Keras loads a file (for
+    `apply_regularization`, whose copies of a regularizer would otherwise
+    each hold their own variables)."""
+    _SCOPES.append({})
+    try:
+        yield
+    finally:
+        _SCOPES.pop()
+
+
+def _revive(config):
+    key = sharing_key(schedules_lib.Schedule, config)
+    if key is not None:
+        shared = get_shared_object(key)
+        if shared is None and _SCOPES:
+            shared = _SCOPES[-1].get(key)
+        if shared is not None:
+            return shared
+    value = keras.saving.deserialize_keras_object(config)
+    if key is not None and schedules_lib.is_schedule(value):
+        record_object_after_deserialization(value, key)
+        if _SCOPES:
+            _SCOPES[-1][key] = value
+    return value
 
 
 def _in_training_step(x):

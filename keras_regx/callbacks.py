@@ -5,6 +5,10 @@ import numpy as np
 from keras import ops
 
 from keras_regx import _proximal
+from keras_regx._engine import JaxStateWriter
+from keras_regx._engine import ScheduleEngine
+from keras_regx._engine import assigner
+from keras_regx._hyperparameters import STATE_FED
 from keras_regx._hyperparameters import ScheduledHyperparameters
 from keras_regx.schedules import ArgumentTypeError
 from keras_regx.schedules import check_bool
@@ -42,170 +46,34 @@ def scheduled_objects(model):
 
 
 def _log_keys(objects):
-    """`{id(variable): key in logs}` for the scheduled arguments of `objects`.
+    """`{(id(object), argument): key in logs}` for the scheduled arguments.
 
     Two objects may share a key (`"<name>/<arg>"`) only when their configs
     are equal, as for the copies `apply_regularization` makes: they then
     always hold the same values. Otherwise one would overwrite the other's
     value in `logs`, so that is refused.
     """
-    keys, owners = {}, {}
+    keys, owners, configs = {}, {}, {}
+
+    def config(obj):  # serialized only for a shared key (slow for many)
+        if id(obj) not in configs:
+            configs[id(obj)] = keras.saving.serialize_keras_object(obj)
+        return configs[id(obj)]
+
     for obj in objects:
-        config = keras.saving.serialize_keras_object(obj)
-        for arg, (_, variable) in obj._scheduled.items():
+        for arg in obj._scheduled:
             key = obj._log_key(arg)
-            first = owners.setdefault(key, (obj, config))
-            if first[1] != config:
+            first = owners.setdefault(key, obj)
+            if first is not obj and config(first) != config(obj):
                 raise ValueError(
                     f"Two scheduled objects of the model log their `{arg}` under "
                     f"the same key '{key}' with different configs "
-                    f"({type(first[0]).__name__} and {type(obj).__name__} named "
+                    f"({type(first).__name__} and {type(obj).__name__} named "
                     f"'{obj.name}'), so one would overwrite the other in `logs`. "
                     "Give them different names (the `name=` argument)."
                 )
-            keys[id(variable)] = key
+            keys[(id(obj), arg)] = key
     return keys
-
-
-_WRITER = "_keras_regx_writer"  # marks the functions a writer put on a model
-
-
-class _JaxStateWriter:
-    """Writes new variable values into the state of JAX's running `fit()`.
-
-    JAX's `fit()` holds the model state as arrays between steps and re-reads
-    the variables only at epoch starts or after a full state sync (about 1 ms
-    per sync for a 24-layer MLP). Instead, this wraps `model.train_function`
-    and swaps the new values into the non-trainable part of the state that
-    the next step receives.
-
-    A `fit()` may end without `on_train_end` (an exception, a
-    KeyboardInterrupt), so nothing may depend on `close()`:
-
-    - `model.jax_state_sync` is wrapped too: every sync, the one that ends any
-      `fit()` included, also writes the values still pending into the
-      variables, so they hold what TensorFlow's and PyTorch's would;
-    - a wrapper that finds itself in another `fit()` (`model.history` is that
-      fit's `History`) removes itself and passes the call through;
-    - the scheduler's `on_train_begin` closes any writer left on the model.
-    """
-
-    def __init__(self, model, variables):
-        index = {id(v): i for i, v in enumerate(model.non_trainable_variables)}
-        missing = [v.path for v in variables if id(v) not in index]
-        if missing:
-            raise ValueError(
-                "Scheduled variables "
-                f"{missing} are not part of the model's state, so on the JAX "
-                "backend the compiled train step would never see them change. "
-                "This happens when a keras_regx regularizer is passed to "
-                "`add_weight(regularizer=...)` without being stored on the "
-                "layer: assign it to an attribute of the layer "
-                "(e.g. `self.kernel_regularizer = reg`) before building it."
-            )
-        self._model = model
-        self._fit = getattr(model, "history", None)  # a new `History` each fit()
-        self._index = index
-        self._variables = {index[id(v)]: v for v in variables}
-        self._pending = {}
-        self._original = model.train_function
-        self._original_sync = model.jax_state_sync
-        # Usually the class's method; anything on the instance goes back there.
-        self._own_sync = vars(model).get("jax_state_sync")
-
-        def train_function(state, data):
-            if getattr(model, "history", None) is not self._fit:  # a fit() that crashed
-                self.close()
-                return self._original(state, data)
-            pending = self._pending
-            if pending:
-                trainable, non_trainable, optimizer, metrics = state
-                non_trainable = list(non_trainable)
-                for i, value in pending.items():
-                    non_trainable[i] = value
-                state = (trainable, non_trainable, optimizer, metrics)
-            logs_and_state = self._original(state, data)
-            if pending:  # the step ran: its values are in the state now
-                self._pending = {}
-            return logs_and_state
-
-        def jax_state_sync():
-            self._original_sync()
-            if getattr(model, "history", None) is not self._fit:
-                self.close()
-            self._flush()
-
-        train_function.__dict__[_WRITER] = self
-        jax_state_sync.__dict__[_WRITER] = self
-        self._train_function = train_function
-        self._sync = jax_state_sync
-        model.train_function = train_function
-        model.jax_state_sync = jax_state_sync
-
-    def write(self, variable, value):
-        # A NumPy scalar, not a device array: jit transfers it with the
-        # step's other arguments, where making a device array here (or
-        # `variable.assign`) costs about 90 us per value on the CPU. The
-        # variable itself gets the value when Keras next syncs the state into
-        # the variables (epoch end, or a callback reading the model), like
-        # every other variable of the model during a JAX `fit()`.
-        self._pending[self._index[id(variable)]] = np.asarray(value, variable.dtype)
-
-    def _flush(self):
-        """Writes the pending values into the variables (after a state sync)."""
-        pending, self._pending = self._pending, {}
-        for i, value in pending.items():
-            self._variables[i].assign(value)
-
-    def close(self):
-        """Takes the wrappers off the model, where they are still on top."""
-        model = vars(self._model)
-        if model.get("train_function") is self._train_function:
-            self._model.train_function = self._original
-        if model.get("jax_state_sync") is self._sync:
-            if self._own_sync is None:
-                del self._model.jax_state_sync  # the class's method again
-            else:
-                self._model.jax_state_sync = self._own_sync
-
-    @staticmethod
-    def close_all(model):
-        """Closes the writers that fits which never ended left on `model`."""
-        for name in ("jax_state_sync", "train_function"):
-            writer = getattr(vars(model).get(name), _WRITER, None)
-            while writer is not None:
-                writer._flush()
-                writer.close()
-                writer = getattr(vars(model).get(name), _WRITER, None)
-
-
-def _assign(variable, value):
-    variable.assign(value)
-
-
-def _tensorflow_assign():
-    """TensorFlow: a variable assign that skips the eager `Variable.assign`.
-
-    Keras' `Variable.assign` in eager TensorFlow costs about 200 us on this
-    machine's CPU (dtype and shape standardization, a read-back); the assign
-    op alone about 20 us. Used for plain float32 resource variables only
-    (scheduled values are float32); anything else (e.g. a variable of a
-    `tf.distribute` strategy, whose replicas must all change) takes
-    `Variable.assign`.
-    """
-    import tensorflow as tf
-    from tensorflow.python.ops.resource_variable_ops import ResourceVariable
-
-    assign_op = tf.raw_ops.AssignVariableOp
-
-    def assign(variable, value):
-        tf_variable = variable.value
-        if type(tf_variable) is ResourceVariable and tf_variable.dtype == tf.float32:
-            assign_op(resource=tf_variable.handle, value=float(value))
-        else:
-            variable.assign(value)
-
-    return assign
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -222,7 +90,12 @@ class RegularizationScheduler(keras.callbacks.Callback):
     The schedules are evaluated on the host and the values written to the
     variables between steps, so they reach the compiled step on every backend
     (tf.function with or without XLA, jax.jit, PyTorch). With
-    `steps_per_execution=k` the value changes every k steps.
+    `steps_per_execution=k` the value changes every k steps. Its work per
+    step does not grow with the number of scheduled objects: each distinct
+    schedule is evaluated once, each variable written only when its value
+    changes, in one batch. Objects built on one schedule object share one
+    variable, so build a schedule once and pass it to every object that
+    follows it.
 
     Args:
         update_freq: `"batch"` (every step) or `"epoch"` (at each epoch start).
@@ -256,9 +129,9 @@ class RegularizationScheduler(keras.callbacks.Callback):
         # with, kept by batch, not the ones set last.
         self.async_safe = True
         self._objects = []
-        self._writer = None
-        self._assign = _assign
-        self._keys = {}  # id(variable) -> its key in `logs`
+        self._engine = None
+        self._writer = None  # JAX: writes into the running fit()'s state
+        self._assign = None  # writes the variables
         self._values = {}  # key -> the value set last; replaced, never changed
         self._used = {}  # batch -> `_values` as that batch began
         # Set at each epoch start; here too, so that a used callback has the
@@ -267,6 +140,7 @@ class RegularizationScheduler(keras.callbacks.Callback):
         self._epoch_batches = 0
         self._first_batch = None
         self._batches = 0
+        self.state_fed = False  # whether `state_values` was called (JAX loops)
 
     def get_config(self):
         return {"update_freq": self.update_freq, "log": self.log}
@@ -279,23 +153,33 @@ class RegularizationScheduler(keras.callbacks.Callback):
         model = self.model
         jax = keras.backend.backend() == "jax"
         if jax:
-            _JaxStateWriter.close_all(model)  # left by a fit() that crashed
+            JaxStateWriter.close_all(model)  # left by a fit() that crashed
         if _proximal.attach(model):
             # A train step traced before would not run the new steps.
             model.make_train_function(force=True)
         self._objects = scheduled_objects(model)
         for obj in self._objects:
-            obj._scheduler_attached = True
-        self._keys = _log_keys(self._objects)
+            if not obj._scheduler_attached:  # a tracked attribute: slow to set
+                obj._scheduler_attached = True
+        self._engine = ScheduleEngine(self._objects, _log_keys(self._objects))
         self._values, self._used = {}, {}
-        variables = [v for obj in self._objects for _, v in obj._scheduled.values()]
+        variables = self._engine.variables
         self._writer = None
         # `fit()` makes its train function before this hook; a custom training
         # loop on a model never fitted has none (see `state_values`).
         if jax and variables and self.update_freq == "batch" and model.train_function is not None:
-            self._writer = _JaxStateWriter(model, variables)
+            self._writer = JaxStateWriter(model, variables)
+        # A JAX loop of the user's, which may thread the state itself: warn
+        # if it computes a step without `state_values` (see that method).
+        self.state_fed = False
+        custom_jax_loop = jax and variables and model.train_function is None
+        for obj in self._objects:
+            if custom_jax_loop:
+                STATE_FED[obj] = self
+            else:
+                STATE_FED.pop(obj, None)
         self._batches = 0  # batches begun: the step where the model has no optimizer
-        self._assign = _tensorflow_assign() if keras.backend.backend() == "tensorflow" else _assign
+        self._assign = assigner(self._engine)
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
@@ -328,7 +212,7 @@ class RegularizationScheduler(keras.callbacks.Callback):
         batches = self._epoch_batches + batch - self._first_batch
         self._batches = batches + 1
         if self.update_freq == "batch" and batch != self._first_batch:
-            write = self._writer.write if self._writer is not None else self._assign
+            write = self._writer if self._writer is not None else self._assign
             self._set_step(batches // self._accumulate, write)
         if self.log:
             self._used[batch] = self._values
@@ -367,6 +251,7 @@ class RegularizationScheduler(keras.callbacks.Callback):
         [0.5]
         ```
         """
+        self.state_fed = True
         variables = self.model.non_trainable_variables
         if len(non_trainable_values) != len(variables):
             raise ValueError(
@@ -376,20 +261,16 @@ class RegularizationScheduler(keras.callbacks.Callback):
             )
         index = {id(v): i for i, v in enumerate(variables)}
         values = list(non_trainable_values)
-        for obj in self._objects:
-            for arg, (_, variable) in obj._scheduled.items():
-                values[index[id(variable)]] = np.asarray(obj._current[arg], variable.dtype)
+        engine = self._engine
+        for variable, cell in zip(engine.variables, engine.cells):
+            values[index[id(variable)]] = np.asarray(cell.value, variable.dtype)
         return values
 
     def _set_step(self, step, write, every=False):
-        """Moves every schedule to `step`; `write` stores a changed value."""
-        changed = {}
-        for obj in self._objects:
-            for variable, value in obj._values_at(step, every):
-                write(variable, value)
-                changed[self._keys[id(variable)]] = value
-        if changed:
-            self._values = {**self._values, **changed}
+        """Moves every schedule to `step`; `write` stores the changed values."""
+        if self._engine.set_step(step, write, every):
+            # A new dict: the one a batch logged stays as it was.
+            self._values = self._engine.values()
 
     def _values_of_batch(self, batch):
         """The values the step(s) that ended with `batch` ran with."""

@@ -22,7 +22,6 @@ the proximal steps when training starts; see `keras_regx._proximal` for the
 optimizers it supports.
 """
 
-import json
 import numbers
 import warnings
 
@@ -31,27 +30,16 @@ from keras import ops
 
 from keras_regx._hyperparameters import ScheduledHyperparameters
 from keras_regx._hyperparameters import _in_training_step
+from keras_regx._hyperparameters import get_shared_object
+from keras_regx._hyperparameters import record_object_after_deserialization
 from keras_regx._hyperparameters import revive_schedules
+from keras_regx._hyperparameters import sharing_key
 from keras_regx._penalties import elastic_net
 from keras_regx._penalties import soft_threshold
 from keras_regx.schedules import ArgumentTypeError
 from keras_regx.schedules import Schedulable
 from keras_regx.schedules import check_bool
 from keras_regx.schedules import describe
-
-# While Keras loads a `.keras` file it keeps a map of the objects it has
-# deserialized (`ObjectSharingScope`): `from_config` uses it to give every
-# layer that shared one regularizer the same object again.
-try:
-    from keras.src.saving.serialization_lib import get_shared_object
-    from keras.src.saving.serialization_lib import record_object_after_deserialization
-except ImportError:  # pragma: no cover - a future Keras without them
-
-    def get_shared_object(obj_id):
-        return None
-
-    def record_object_after_deserialization(obj, obj_id):
-        pass
 
 __all__ = [
     "ElasticNet",
@@ -128,7 +116,7 @@ class ScheduledRegularizer(
         they were when saved. Outside loading (`clone_model`, `from_config`)
         every call builds a new object.
         """
-        key = _sharing_key(cls, config)
+        key = sharing_key(cls, config)
         if key is None:  # a config too deep to key: the schedules say why
             return cls(**revive_schedules(config))
         shared = get_shared_object(key)
@@ -137,35 +125,6 @@ class ScheduledRegularizer(
         regularizer = cls(**revive_schedules(config))
         record_object_after_deserialization(regularizer, key)
         return regularizer
-
-
-def _sharing_key(cls, config):
-    """A key for `config` in Keras' map of loaded objects (never an `id()`).
-
-    Keras marks nested objects it saw before with a `shared_object_id`, so
-    the same schedule reads differently in the first and later copies of a
-    config: those marks are left out of the key. None for a config nested
-    too deep to walk (a hostile file): the schedules refuse it by name.
-    """
-
-    def unmarked(value):
-        if isinstance(value, dict):
-            return {k: unmarked(v) for k, v in value.items() if k != "shared_object_id"}
-        if isinstance(value, (list, tuple)):
-            return [unmarked(v) for v in value]
-        return value
-
-    try:
-        plain = unmarked(config)
-    except RecursionError:
-        return None
-    try:
-        text = json.dumps(plain, sort_keys=True)
-    except (TypeError, ValueError):
-        text = repr(plain)
-    except RecursionError:
-        return None
-    return ("keras_regx", cls.__module__, cls.__qualname__, text)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -10,6 +10,10 @@ through the backend.
 
 `step` counts optimizer updates already applied (0 on the first batch), the
 convention of Keras learning-rate schedules.
+
+Build a schedule once and pass that object to every regularizer or layer that
+follows it: they then hold one variable between them, which keeps the step
+time that of constant strengths however many objects there are.
 """
 
 import bisect

@@ -8,6 +8,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from keras_regx._hyperparameters import equal_schedules_shared
 from keras_regx.schedules import ArgumentTypeError
 from keras_regx.schedules import describe
 from keras_regx.sparsity import _layers
@@ -218,7 +219,8 @@ def apply_regularization(
     (the recurrent kernel of `LSTM`, `GRU`, `SimpleRNN` and their `ConvLSTM`
     kin) to the arguments of those names. An argument left None keeps what the layer had. Each layer gets
     its own copy of a regularizer (rebuilt from its config), so a scheduled
-    strength starts from its schedule's first value.
+    strength starts from its schedule's first value; the copies share one
+    schedule object, so they hold one variable per scheduled argument.
 
     Args:
         model: a built `keras.Sequential` or Functional `keras.Model`.
@@ -277,7 +279,8 @@ def apply_regularization(
                     config[key] = value
         return config
 
-    return _clone(model, edit)
+    with equal_schedules_shared():  # the copies share their schedules' variables
+        return _clone(model, edit)
 
 
 def _chosen_layers(model, layers, given):

@@ -1059,7 +1059,7 @@ def test_different_regularizers_with_one_name_are_refused():
                   callbacks=[kr.callbacks.RegularizationScheduler()])
 
 
-def _guide_loop(model, callbacks, scheduler, epochs, steps):
+def _guide_loop(model, callbacks, scheduler, epochs, steps, feed=True):
     """The training loop of Keras' guide "writing a training loop from
     scratch" for this backend, on a model never compiled: the loss is the
     model's weight penalties alone (SGD(0): the weights stay). Returns the
@@ -1094,7 +1094,8 @@ def _guide_loop(model, callbacks, scheduler, epochs, steps):
         for step in range(steps):
             callbacks.on_train_batch_begin(step)
             if BACKEND == "jax":
-                state = (state[0], scheduler.state_values(state[1]), state[2])
+                if feed:
+                    state = (state[0], scheduler.state_values(state[1]), state[2])
                 loss, state = step_fn(state, x)
             elif BACKEND == "tensorflow":
                 import tensorflow as tf
@@ -1140,6 +1141,26 @@ def test_guide_training_loops_follow_the_schedule():
     strengths = [min(step / 4, 1.0) for step in range(6)]
     assert logged == pytest.approx(strengths)
     assert losses == pytest.approx([2.0 * s for s in strengths])  # l2 * sum(ones(2) ** 2)
+
+
+def test_a_jax_loop_without_state_values_warns_once_naming_the_object():
+    # Only JAX's stateless loop reads the state it is given; on TensorFlow
+    # and PyTorch the same loop reads the variables and needs nothing.
+    reg = kr.L2(kr.schedules.Linear(0.0, 1.0, end_step=4), name="ramped")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(
+        1, kernel_regularizer=reg, kernel_initializer="ones", use_bias=False)])
+    scheduler = RegularizationScheduler()
+    callbacks = keras.callbacks.CallbackList([scheduler], model=model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        losses = _guide_loop(model, callbacks, scheduler, epochs=1, steps=3, feed=False)
+    messages = [str(w.message) for w in caught if "state_values" in str(w.message)]
+    if BACKEND == "jax":
+        assert len(messages) == 1 and "'ramped'" in messages[0]
+        assert losses == pytest.approx([0.0, 0.0, 0.0])  # the state's value: schedule(0)
+    else:
+        assert messages == []
+        assert losses == pytest.approx([0.0, 0.5, 1.0])
 
 
 def test_state_values_checks_its_argument():

@@ -1,0 +1,156 @@
+"""The scheduler's work does not grow with the number of scheduled objects.
+
+Objects built on one schedule object share one variable (one state entry for
+the compiled step), each distinct schedule is evaluated once per step, and
+models whose objects share variables train, log, save and load exactly like
+models whose objects each hold their own.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_regx as kr
+from conftest import jit_compile_options
+
+LAYERS, UNITS, BATCH, STEPS = 5, 4, 4, 3
+
+
+def _mlp(make_reg, layers=LAYERS):
+    """A small MLP; every kernel and bias gets its own `make_reg(i)`."""
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential(
+        [keras.Input((UNITS,))]
+        + [
+            keras.layers.Dense(UNITS, activation="tanh",
+                               kernel_regularizer=make_reg(2 * i),
+                               bias_regularizer=make_reg(2 * i + 1))
+            for i in range(layers)
+        ]
+        + [keras.layers.Dense(1)]
+    )
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    return model
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(BATCH * STEPS, UNITS)).astype("float32")
+    y = rng.normal(size=(BATCH * STEPS, 1)).astype("float32")
+    return x, y
+
+
+def _ramp():
+    return kr.schedules.Linear(0.0, 0.05, end_step=2 * STEPS)
+
+
+def _fit(model, epochs=2):
+    x, y = _data()
+    return model.fit(x, y, batch_size=BATCH, epochs=epochs, shuffle=False, verbose=0,
+                     callbacks=[kr.callbacks.RegularizationScheduler()])
+
+
+def test_objects_built_on_one_schedule_share_one_variable():
+    ramp = _ramp()
+    shared = _mlp(lambda i: kr.ElasticNet(ramp, ramp, name=f"reg{i}"))
+    # Two per object would be 20; l1 and l2 of one object keep one each.
+    assert len(shared.non_trainable_variables) == 2
+    separate = _mlp(lambda i: kr.ElasticNet(_ramp(), _ramp(), name=f"reg{i}"))
+    assert len(separate.non_trainable_variables) == 2 * 2 * LAYERS
+    # A dropout rate on the same schedule object shares it too.
+    rate = kr.schedules.Linear(0.0, 0.5, end_step=10)
+    drops = [kr.layers.ScheduledDropout(rate) for _ in range(3)]
+    assert len({id(d.non_trainable_variables[0]) for d in drops}) == 1
+
+
+def test_each_distinct_schedule_is_evaluated_once_per_step(monkeypatch):
+    # Ten objects on equal but separate Linear schedules, ten on one Cosine:
+    # two distinct schedules, whatever the number of objects.
+    model = _mlp(
+        lambda i: kr.L2(_ramp() if i % 2 else kr.schedules.Cosine(0.05, 0.0, end_step=6),
+                        name=f"reg{i}")
+    )
+    calls = []
+    for cls in (kr.schedules.Linear, kr.schedules.Cosine):
+        original = cls.value_at
+        monkeypatch.setattr(cls, "value_at",
+                            lambda self, step, _f=original: calls.append(step) or _f(self, step))
+    _fit(model, epochs=1)
+    # Each schedule at the epoch start (step 0), then at steps 1 and 2.
+    assert sorted(calls) == [0, 0, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize("jit_compile", jit_compile_options())
+def test_shared_and_separate_variables_train_alike(jit_compile):
+    ramp = _ramp()
+    models = {
+        "one schedule object": _mlp(lambda i: kr.ElasticNet(ramp, ramp, name=f"reg{i}")),
+        "equal schedules": _mlp(lambda i: kr.ElasticNet(_ramp(), _ramp(), name=f"reg{i}")),
+    }
+    one = kr.ElasticNet(_ramp(), _ramp(), name="reg")
+    models["one regularizer object"] = _mlp(lambda i: one)
+    histories = {}
+    for name, model in models.items():
+        model.compile(keras.optimizers.SGD(0.05), "mse", jit_compile=jit_compile)
+        histories[name] = _fit(model).history
+    steps = np.arange(2 * STEPS)
+    expected = np.minimum(steps / (2 * STEPS), 1.0) * 0.05  # the ramp, by step
+    # Epoch logs hold the last step's value; per-object keys all follow it.
+    for key in ("reg0/l1", "reg9/l2"):
+        for name in ("one schedule object", "equal schedules"):
+            np.testing.assert_allclose(histories[name][key], expected[STEPS - 1::STEPS], rtol=1e-6)
+    for name in ("one schedule object", "one regularizer object"):
+        np.testing.assert_allclose(histories[name]["loss"], histories["equal schedules"]["loss"],
+                                   rtol=1e-6)
+        for got, want in zip(models[name].trainable_weights, models["equal schedules"].trainable_weights):
+            np.testing.assert_allclose(keras.ops.convert_to_numpy(got),
+                                       keras.ops.convert_to_numpy(want), rtol=1e-6, atol=1e-7)
+
+
+def test_shared_variables_save_load_and_resume(tmp_path):
+    x, y = _data()
+    ramp = _ramp()
+    models = {
+        "one schedule object": _mlp(lambda i: kr.ElasticNet(ramp, ramp, name=f"reg{i}")),
+        # What every version so far wrote: one variable per object and argument.
+        "equal schedules": _mlp(lambda i: kr.ElasticNet(_ramp(), _ramp(), name=f"reg{i}")),
+    }
+    for name, model in models.items():
+        _fit(model, epochs=1)
+        path = str(tmp_path / "model.keras")
+        model.save(path)
+        loaded = keras.models.load_model(path, safe_mode=True)
+        # Equal schedule configs load as one schedule object: one variable
+        # for l1 and one for l2, holding the saved values.
+        assert len(loaded.non_trainable_variables) == 2
+        want = kr.schedules.value_at(ramp, STEPS - 1)  # the last step's value
+        for variable in loaded.non_trainable_variables + model.non_trainable_variables:
+            assert float(keras.ops.convert_to_numpy(variable)) == pytest.approx(want, rel=1e-6)
+        # Both go on from the same step with the same schedules.
+        history = _fit(model, epochs=1).history
+        resumed = _fit(loaded, epochs=1).history
+        np.testing.assert_allclose(resumed["loss"], history["loss"], rtol=1e-6)
+        np.testing.assert_allclose(resumed["reg3/l1"], history["reg3/l1"], rtol=1e-6)
+        for got, want in zip(loaded.trainable_weights, model.trainable_weights):
+            np.testing.assert_allclose(keras.ops.convert_to_numpy(got),
+                                       keras.ops.convert_to_numpy(want), rtol=1e-6, atol=1e-7)
+
+
+def test_one_schedule_for_two_arguments_saves_both():
+    ramp = _ramp()
+    reg = kr.ElasticNet(ramp, ramp)
+    assert [v.name for v in reg.non_trainable_variables] == ["l1", "l2"]
+    store = {}
+    reg.save_own_variables(store)
+    assert sorted(store) == ["0", "1"]
+
+
+def test_apply_regularization_copies_share_their_schedule():
+    base = keras.Sequential([keras.Input((UNITS,))]
+                            + [keras.layers.Dense(UNITS) for _ in range(LAYERS)])
+    ramp = _ramp()
+    tuned = kr.utils.apply_regularization(base, kernel_regularizer=kr.L2(ramp, name="l2"),
+                                          bias_regularizer=kr.L2(ramp, name="l2"))
+    regularizers = [layer.kernel_regularizer for layer in tuned.layers]
+    assert len({id(r) for r in regularizers}) == LAYERS  # a copy per layer
+    assert len(tuned.non_trainable_variables) == 1  # one variable for all
