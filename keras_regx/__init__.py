@@ -3,7 +3,8 @@
 Regularizers whose strength can follow a schedule over training (and
 proximal L1 / group lasso for exact zeros), the schedules, the dropout family
 (`layers`: scheduled, Monte Carlo, DropConnect, DropBlock, DropPath,
-Concrete), Monte Carlo prediction (`utils`), sparsity
+Concrete), decoupled weight decay on a schedule for any optimizer
+(`optimizers`), Monte Carlo prediction (`utils`), sparsity
 measurement (`sparsity`), the callbacks that drive schedules and log
 sparsity inside compiled `fit()`, and plots of a training history
 (`plotting`).
@@ -12,6 +13,7 @@ sparsity inside compiled `fit()`, and plots of a training history
 from keras_regx import _requirements  # first: refuses Keras 2 at import
 from keras_regx import callbacks
 from keras_regx import layers
+from keras_regx import optimizers
 from keras_regx import plotting
 from keras_regx import regularizers
 from keras_regx import schedules
@@ -31,6 +33,7 @@ __all__ = [
     "__version__",
     "callbacks",
     "layers",
+    "optimizers",
     "plotting",
     "regularizers",
     "schedules",

@@ -10,6 +10,7 @@ from keras_regx._engine import ScheduleEngine
 from keras_regx._engine import assigner
 from keras_regx._hyperparameters import STATE_FED
 from keras_regx._hyperparameters import ScheduledHyperparameters
+from keras_regx.optimizers import ScheduledWeightDecay
 from keras_regx.schedules import ArgumentTypeError
 from keras_regx.schedules import check_bool
 from keras_regx.schedules import check_real
@@ -43,6 +44,15 @@ def scheduled_objects(model):
         if isinstance(regularizer, ScheduledHyperparameters):
             found[id(regularizer)] = regularizer
     return [obj for obj in found.values() if obj.scheduled_hyperparameters]
+
+
+def _scheduled_weight_decay(optimizer):
+    """The `ScheduledWeightDecay` among `optimizer` and the ones it wraps."""
+    while optimizer is not None:
+        if isinstance(optimizer, ScheduledWeightDecay):
+            return optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", None)
+    return None
 
 
 def _log_keys(objects):
@@ -130,6 +140,7 @@ class RegularizationScheduler(keras.callbacks.Callback):
         self.async_safe = True
         self._objects = []
         self._engine = None
+        self._weight_decay = None  # a ScheduledWeightDecay of the model, logged
         self._writer = None  # JAX: writes into the running fit()'s state
         self._assign = None  # writes the variables
         self._values = {}  # key -> the value set last; replaced, never changed
@@ -162,6 +173,7 @@ class RegularizationScheduler(keras.callbacks.Callback):
             if not obj._scheduler_attached:  # a tracked attribute: slow to set
                 obj._scheduler_attached = True
         self._engine = ScheduleEngine(self._objects, _log_keys(self._objects))
+        self._weight_decay = _scheduled_weight_decay(getattr(model, "optimizer", None))
         self._values, self._used = {}, {}
         variables = self._engine.variables
         self._writer = None
@@ -268,9 +280,18 @@ class RegularizationScheduler(keras.callbacks.Callback):
 
     def _set_step(self, step, write, every=False):
         """Moves every schedule to `step`; `write` stores the changed values."""
-        if self._engine.set_step(step, write, every):
+        changed = self._engine.set_step(step, write, every)
+        if self._weight_decay is not None:
+            # The optimizer computes its value in the update; this checks it
+            # (naming the step) and logs it.
+            value = self._weight_decay.current_weight_decay_at(step)
+            changed = changed or value != self._values.get("weight_decay")
+        if changed:
             # A new dict: the one a batch logged stays as it was.
-            self._values = self._engine.values()
+            values = self._engine.values()
+            if self._weight_decay is not None:
+                values["weight_decay"] = value
+            self._values = values
 
     def _values_of_batch(self, batch):
         """The values the step(s) that ended with `batch` ran with."""

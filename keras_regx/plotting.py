@@ -219,7 +219,7 @@ def _group(key):
         return _LEARNING_RATE
     if base.endswith("/rate"):
         return _RATES
-    if "/" in base:
+    if "/" in base or base == "weight_decay":
         return _STRENGTHS
     if "loss" in base:
         return _LOSS
@@ -275,7 +275,8 @@ def plot_history(
     - `"loss"`: every key containing `loss` (`loss`, `regularization_loss`, ...);
     - one panel per other metric, titled with its name (`accuracy`, ...);
     - `"strengths"`: penalty strengths `"<name>/<argument>"` logged by
-      `RegularizationScheduler` (`enet/l1`, `group/factor`);
+      `RegularizationScheduler` (`enet/l1`, `group/factor`), and the
+      `"weight_decay"` of a `kr.optimizers.ScheduledWeightDecay`;
     - `"rates"`: drop rates `"<layer name>/rate"` it logs;
     - `"learning rate"`: `learning_rate`;
     - `"sparsity"`: `sparsity` (black), `sparsity/<layer>` (solid),

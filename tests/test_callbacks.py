@@ -589,7 +589,10 @@ def regularized_model():
                            kernel_regularizer=kr.GroupLasso(0.05, axis=0, proximal=True, name="group")),
         keras.layers.Dense(1, name="d3", kernel_regularizer=kr.L2(ramp, name="l2"),
                            bias_regularizer=keras.regularizers.L1(1e-3))])
-    model.compile(keras.optimizers.SGD(0.05, momentum=0.5), "mse")
+    # Decoupled weight decay on a schedule, under the proximal steps.
+    model.compile(kr.optimizers.ScheduledWeightDecay(keras.optimizers.SGD(0.05, momentum=0.5),
+                                                     kr.schedules.Linear(0.0, 0.2, end_step=8)),
+                  "mse")
     return model
 
 
@@ -653,6 +656,7 @@ def _assert_distributed_matches_one_device(result, same_masks):
     one, many = result["single"], result["distributed"]
     assert sorted(one["history"]) == sorted(many["history"])
     assert "regularization_loss" in one["history"] and "sparsity/d2/inputs" in one["history"]
+    assert one["history"]["weight_decay"] == pytest.approx([0.075, 0.175])  # steps 3 and 7
     for key, values in one["history"].items():
         np.testing.assert_allclose(many["history"][key], values, rtol=1e-5, atol=1e-6, err_msg=key)
     np.testing.assert_allclose(many["batch_losses"], one["batch_losses"], rtol=1e-5)

@@ -16,6 +16,7 @@ from keras.src.testing import TestCase
 
 import keras_regx as kr
 from keras_regx import callbacks
+from keras_regx import optimizers
 from keras_regx import regularizers
 from keras_regx import schedules
 
@@ -97,10 +98,20 @@ def cases(instances):
     ]
 
 
+OPTIMIZERS = {
+    "ScheduledWeightDecay": [
+        optimizers.ScheduledWeightDecay(keras.optimizers.SGD(0.1), 0.01),
+        optimizers.ScheduledWeightDecay(keras.optimizers.Adam(1e-3), RAMP, name="swd"),
+        optimizers.ScheduledWeightDecay(keras.optimizers.Lion(1e-4), KERAS_RAMP),
+    ],
+}
+
+
 @pytest.mark.parametrize(
     "module,instances",
-    [(schedules, SCHEDULES), (regularizers, REGULARIZERS), (callbacks, CALLBACKS)],
-    ids=["schedules", "regularizers", "callbacks"],
+    [(schedules, SCHEDULES), (regularizers, REGULARIZERS), (callbacks, CALLBACKS),
+     (optimizers, OPTIMIZERS)],
+    ids=["schedules", "regularizers", "callbacks", "optimizers"],
 )
 def test_every_public_class_is_covered(module, instances):
     assert set(instances) == public_classes(module)
@@ -109,7 +120,7 @@ def test_every_public_class_is_covered(module, instances):
 
 
 @pytest.mark.parametrize(
-    "instance", cases(SCHEDULES) + cases(REGULARIZERS) + cases(CALLBACKS)
+    "instance", cases(SCHEDULES) + cases(REGULARIZERS) + cases(CALLBACKS) + cases(OPTIMIZERS)
 )
 def test_keras_class_serialization_harness(instance):
     revived = TestCase().run_class_serialization_test(instance)

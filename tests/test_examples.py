@@ -221,3 +221,19 @@ def test_resume_training_demo(capsys, tmp_path):
     assert result["max_state_difference"] == 0.0
     accuracy = result["accuracy"]
     assert accuracy["interrupted"] == pytest.approx(accuracy["uninterrupted"], abs=1e-6)
+
+
+def test_scheduled_weight_decay_demo(capsys):
+    module = load("scheduled_weight_decay")
+    results = module.main(**module.FAST)
+    out = capsys.readouterr().out
+    assert out.count("val_accuracy") == 3
+    steps = module.FAST["epochs"] * (module.FAST["train_size"] // module.BATCH)
+    cosine = results["decoupled cosine"]["history"]["weight_decay"]
+    # Each epoch logs the value of its last update: the ramp 0.02 -> 0.2.
+    expected = [0.2 - 0.18 * (1 + np.cos(np.pi * s / steps)) / 2
+                for s in range(steps // module.FAST["epochs"] - 1, steps, steps // module.FAST["epochs"])]
+    np.testing.assert_allclose(cosine, expected, rtol=1e-5)
+    assert results["decoupled 0.1"]["history"]["weight_decay"] == [0.1] * module.FAST["epochs"]
+    assert "weight_decay" not in results["L2 penalty"]["history"]
+    assert all(r["history"]["val_accuracy"][-1] > 0.3 for r in results.values())
