@@ -116,6 +116,7 @@ def main():
     sparsity = [run("bench_sparsity.py", b, flags) for b in BACKENDS]
     scheduler = [run("bench_scheduler.py", b, flags + ["--size", size])
                  for size in ("48", "500") for b in BACKENDS]
+    decay = [run("bench_weight_decay.py", b, flags) for b in BACKENDS]
     imports = [run("bench_import.py", b, ["--reps", args.reps]) for b in BACKENDS]
     versions = subprocess.run(
         [sys.executable, "-c",
@@ -141,6 +142,14 @@ def main():
             for c in ("scheduled", "scheduled, a schedule per object")
         ) + " |"
         for r in scheduler
+    )
+    decay_rows = "\n".join(
+        f"| {r['backend']} | {r['median_ms']['keras AdamW']:.2f} ms | "
+        + " | ".join(
+            "{:.3f} [{:.3f}, {:.3f}]".format(*r["ratio_to_keras"][c])
+            for c in ("keras AdamW (control)", "kr float", "kr cosine")
+        ) + " |"
+        for r in decay
     )
     floor_rows = "\n".join(
         f"| {r['backend']} | {r['median_ms']['none']:.2f} ms | "
@@ -234,6 +243,15 @@ timed alone (per step: its batch hooks; per fit: its `on_train_begin`).
 | backend | objects | constant step | scheduled, one schedule object | a schedule object per regularizer |
 |---|---|---|---|---|
 {scheduler_rows}
+
+## Scheduled weight decay (`bench_weight_decay.py`)
+
+The 24-layer MLP with Adam and decoupled weight decay, paired ratios to
+`keras.optimizers.AdamW(1e-3, weight_decay=0.004)` (median [95% interval]).
+
+| backend | AdamW step | AdamW (control) | `ScheduledWeightDecay(Adam, 0.004)` | `ScheduledWeightDecay(Adam, Cosine)` |
+|---|---|---|---|---|
+{decay_rows}
 
 ## Import time (`bench_import.py`)
 
