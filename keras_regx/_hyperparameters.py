@@ -77,7 +77,10 @@ class ScheduledHyperparameters:
         self._bounds[name] = (minimum, maximum)
         initial = self._scheduled_value(name, value, 0)
         mine = {id(variable) for _, variable in self._scheduled.values()}
-        slots = _SHARED.setdefault(value, [])
+        try:
+            slots = _SHARED.setdefault(value, [])
+        except TypeError:  # a schedule class that is not hashable: not shared
+            slots = []
         slot = next((s for s in slots if id(s[0]) not in mine), None)
         if slot is None:
             # autocast=False: under a mixed precision policy the value stays

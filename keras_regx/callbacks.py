@@ -95,7 +95,9 @@ class RegularizationScheduler(keras.callbacks.Callback):
     `schedule(step)` before the step runs, where `step` is the optimizer's
     iteration count (0 on the first batch), and writes the current values into
     `logs` under `"<object name>/<argument>"` so `History`, `CSVLogger`,
-    `TensorBoard` and the progress bar show them.
+    `TensorBoard` and the progress bar show them (and, when the model's
+    optimizer is a `kr.optimizers.ScheduledWeightDecay`, its value under
+    `"weight_decay"`).
 
     The schedules are evaluated on the host and the values written to the
     variables between steps, so they reach the compiled step on every backend

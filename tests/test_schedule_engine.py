@@ -154,3 +154,19 @@ def test_apply_regularization_copies_share_their_schedule():
     regularizers = [layer.kernel_regularizer for layer in tuned.layers]
     assert len({id(r) for r in regularizers}) == LAYERS  # a copy per layer
     assert len(tuned.non_trainable_variables) == 1  # one variable for all
+
+
+def test_an_unhashable_schedule_class_still_works():
+    class Unhashable(keras.optimizers.schedules.LearningRateSchedule):
+        __hash__ = None
+
+        def __call__(self, step):
+            return keras.ops.cast(step, "float32") * 0.0 + 0.5
+
+        def get_config(self):
+            return {}
+
+    schedule = Unhashable()
+    a, b = kr.L2(schedule), kr.L2(schedule)
+    assert a.non_trainable_variables[0] is not b.non_trainable_variables[0]
+    assert float(keras.ops.convert_to_numpy(a.non_trainable_variables[0])) == 0.5
