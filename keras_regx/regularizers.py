@@ -31,6 +31,7 @@ from keras import ops
 from keras_regx._hyperparameters import ScheduledHyperparameters
 from keras_regx._hyperparameters import _in_training_step
 from keras_regx._hyperparameters import get_shared_object
+from keras_regx._hyperparameters import live
 from keras_regx._hyperparameters import record_object_after_deserialization
 from keras_regx._hyperparameters import revive_schedules
 from keras_regx._hyperparameters import sharing_key
@@ -166,7 +167,7 @@ class L1(ScheduledRegularizer):
         self._finish_init()
 
     def call(self, x):
-        return elastic_net(x, self.l1, None, gradient=not self.proximal)
+        return elastic_net(x, live(self.l1), None, gradient=not self.proximal)
 
     def _proximal_map(self, w, step_size, step):
         return _soft_threshold(w, step_size * self._value_at_step("l1", self.l1, step))
@@ -204,7 +205,7 @@ class L2(ScheduledRegularizer):
         self._finish_init()
 
     def call(self, x):
-        return elastic_net(x, None, self.l2)
+        return elastic_net(x, None, live(self.l2))
 
     def get_config(self):
         return {"l2": self._hyperparameter_config("l2", self.l2), "name": self.name}
@@ -244,8 +245,8 @@ class ElasticNet(ScheduledRegularizer):
 
     def call(self, x):
         # A term whose constant strength is 0 is skipped, as Keras does.
-        l1 = self.l1 if "l1" in self._scheduled or self.l1 != 0.0 else None
-        l2 = self.l2 if "l2" in self._scheduled or self.l2 != 0.0 else None
+        l1 = live(self.l1) if "l1" in self._scheduled or self.l1 != 0.0 else None
+        l2 = live(self.l2) if "l2" in self._scheduled or self.l2 != 0.0 else None
         if not self.proximal or l1 is None:
             return elastic_net(x, l1, l2)
         l1_term = elastic_net(x, l1, None, gradient=False)
@@ -343,7 +344,7 @@ class GroupLasso(ScheduledRegularizer):
         nonzero = ops.not_equal(squares, 0.0)
         safe = ops.where(nonzero, squares, ops.ones_like(squares))
         norms = ops.where(nonzero, ops.sqrt(safe), ops.zeros_like(squares))
-        return ops.cast(self.factor, x.dtype) * ops.sum(norms)
+        return ops.cast(live(self.factor), x.dtype) * ops.sum(norms)
 
     def _proximal_map(self, w, step_size, step):
         others = self._group_axes(w.shape)

@@ -170,3 +170,31 @@ def test_an_unhashable_schedule_class_still_works():
     a, b = kr.L2(schedule), kr.L2(schedule)
     assert a.non_trainable_variables[0] is not b.non_trainable_variables[0]
     assert float(keras.ops.convert_to_numpy(a.non_trainable_variables[0])) == 0.5
+
+
+def test_a_shared_variable_is_read_once_per_compiled_step():
+    # TensorFlow emits a read op per use of a variable; 500 regularizers on
+    # one schedule read it once per traced step. Every backend: the compiled
+    # step sees each new value.
+    ramp = kr.schedules.Linear(0.1, 0.5, end_step=4)
+    model = _mlp(lambda i: kr.L2(ramp, name=f"reg{i}"))
+    variable = model.non_trainable_variables[0]
+    x, y = _data()
+    model.compile(keras.optimizers.SGD(0.0), "mse")
+    base = model.evaluate(x, y, verbose=0, batch_size=len(x))
+    penalty = sum(float(np.sum(np.square(keras.ops.convert_to_numpy(w))))
+                  for w in model.trainable_weights[:-2])  # every Dense but the head
+    for value in (0.1, 0.3):
+        variable.assign(value)
+        loss = model.evaluate(x, y, verbose=0, batch_size=len(x))
+        assert loss - base == pytest.approx((value - 0.1) * penalty, rel=1e-4)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        step = tf.function(lambda: sum(layer.kernel_regularizer(layer.kernel)
+                                       + layer.bias_regularizer(layer.bias)
+                                       for layer in model.layers[:-1]))
+        graph = step.get_concrete_function().graph
+        reads = [op for op in graph.get_operations() if op.type == "ReadVariableOp"]
+        # One per weight and one for the schedule variable.
+        assert len(reads) == 2 * LAYERS + 1

@@ -33,6 +33,7 @@ import operator
 import keras
 from keras import ops
 
+from keras_regx._hyperparameters import live
 from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import keep_scale
 from keras_regx.schedules import ArgumentTypeError
@@ -231,10 +232,11 @@ class _DropBlock(ScheduledLayer):
             # The noise is i.i.d., so it is drawn and pooled channels-last
             # (TensorFlow pools only that layout) and the mask transposed.
             shape = [shape[0], *shape[2:], shape[1]]
-        keep = keep_block_mask(shape, self._block, self.rate, self.seed_generator)
+        rate = live(self.rate)
+        keep = keep_block_mask(shape, self._block, rate, self.seed_generator)
         if channels_first:
             keep = ops.transpose(keep, (0, self._RANK + 1, *range(1, self._RANK + 1)))
-        scale = keep_scale(self.rate, inputs.dtype)
+        scale = keep_scale(rate, inputs.dtype)
         return ops.where(keep, inputs * scale, ops.zeros((), dtype=inputs.dtype))
 
     def compute_output_shape(self, input_shape):

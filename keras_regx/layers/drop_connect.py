@@ -5,6 +5,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from keras_regx._hyperparameters import live
 from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import keep_mask
 from keras_regx.layers._base import keep_scale
@@ -103,9 +104,10 @@ class DropConnectDense(ScheduledLayer, keras.layers.Dense):
     def call(self, inputs, training=False):
         kernel, bias = self.kernel, self.bias
         if self._training(training):
-            kernel = _drop_weight(kernel, self.rate, self.seed_generator)
+            rate = live(self.rate)
+            kernel = _drop_weight(kernel, rate, self.seed_generator)
             if bias is not None and self.drop_bias:
-                bias = _drop_weight(bias, self.rate, self.seed_generator)
+                bias = _drop_weight(bias, rate, self.seed_generator)
         x = ops.matmul(inputs, kernel)
         if bias is not None:
             x = ops.add(x, bias)

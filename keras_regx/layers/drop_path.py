@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_regx._hyperparameters import live
 from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import dropout
 from keras_regx.schedules import Schedulable
@@ -64,7 +65,7 @@ class DropPath(ScheduledLayer):
         if not self._training(training):
             return inputs
         noise_shape = (None,) + (1,) * (len(inputs.shape) - 1)
-        return dropout(inputs, self.rate, noise_shape, self.seed_generator)
+        return dropout(inputs, live(self.rate), noise_shape, self.seed_generator)
 
     def compute_output_shape(self, input_shape):
         return input_shape

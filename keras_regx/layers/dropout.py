@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 import keras
 
+from keras_regx._hyperparameters import live
 from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import check_noise_shape
 from keras_regx.layers._base import check_noise_shape_fits
@@ -78,7 +79,7 @@ class ScheduledDropout(ScheduledLayer):
         # model): a float and a scheduled rate refuse the same shapes.
         check_noise_shape_fits(self.noise_shape, inputs.shape)
         if self._drops(training):
-            return dropout(inputs, self.rate, self.noise_shape, self.seed_generator)
+            return dropout(inputs, live(self.rate), self.noise_shape, self.seed_generator)
         return inputs
 
     def compute_output_shape(self, input_shape):
