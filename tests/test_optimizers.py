@@ -210,3 +210,29 @@ def test_bad_input(optimizer, weight_decay, exc, match):
 def test_top_level_access():
     assert kr.optimizers.ScheduledWeightDecay is ScheduledWeightDecay
     assert BACKEND in ("tensorflow", "jax", "torch")
+
+
+def test_mixed_float16_inside_a_loss_scale_optimizer():
+    # `compile` wraps the optimizer in a LossScaleOptimizer under
+    # mixed_float16; the decay still reaches the float32 weights.
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    norms = {}
+    try:
+        for weight_decay in (0.0, kr.schedules.Linear(0.5, 1.0, end_step=20)):
+            model = _mlp()
+            optimizer = ScheduledWeightDecay(keras.optimizers.SGD(0.05), weight_decay)
+            model.compile(optimizer, "mse")
+            assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+            x, y = _data()
+            model.fit(x, y, batch_size=4, epochs=2, verbose=0, shuffle=False)
+            weights = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+            assert all(w.dtype == np.float32 and np.isfinite(w).all() for w in weights)
+            # The loss scale skips the first updates, whose float16 gradients
+            # overflow at its initial scale; the rest decay.
+            assert 15 <= int(keras.ops.convert_to_numpy(optimizer.iterations)) <= 20
+            norms[weight_decay == 0.0] = sum(float(np.sum(w ** 2)) for w in weights)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    # 15-20 updates shrinking by 1 - 0.05 * wd (wd 0.5 -> 1): the norm falls.
+    assert norms[False] < 0.6 * norms[True]
