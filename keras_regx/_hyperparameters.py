@@ -203,10 +203,6 @@ class ScheduledHyperparameters:
 STATE_FED = weakref.WeakKeyDictionary()
 
 
-# FuncGraph -> {(id(variable), replica context): the read tensor}
-_READS = weakref.WeakKeyDictionary()
-
-
 def live(value):
     """`value`, a float or a scheduled variable, as a step should use it.
 
@@ -226,10 +222,15 @@ def live(value):
     if not tf.inside_function():
         return value
     graph = tf.compat.v1.get_default_graph()
-    try:
-        reads = _READS.setdefault(graph, {})
-    except TypeError:  # pragma: no cover - a graph that takes no weak reference
-        return value
+    # Kept on the graph, so that it goes with it (a map from graphs to their
+    # tensors would keep every graph alive).
+    reads = getattr(graph, "_keras_regx_reads", None)
+    if reads is None:
+        reads = {}
+        try:
+            graph._keras_regx_reads = reads
+        except AttributeError:  # pragma: no cover - a graph that takes none
+            return value
     key = (id(value), id(tf.distribute.get_replica_context()))
     if key not in reads:
         reads[key] = tf.convert_to_tensor(value.value)
