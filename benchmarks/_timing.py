@@ -11,6 +11,7 @@ those ratios with a distribution-free 95% confidence interval: the figure that
 says whether a ratio differs from 1 on this machine.
 """
 
+import argparse
 import math
 import os
 import platform
@@ -91,3 +92,18 @@ def header(reps, steps):
         "reps": reps,
         "steps": steps,
     }
+
+
+def run_from_command_line(main, reps, steps, **options):
+    """Calls `main(reps=..., steps=..., **options)` with the command line's values.
+
+    `--reps` and `--steps` default to `reps` and `steps`; each of `options`
+    maps an option's name to the keyword arguments of its
+    `ArgumentParser.add_argument`.
+    """
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reps", type=int, default=reps)
+    parser.add_argument("--steps", type=int, default=steps)
+    for name, spec in options.items():
+        parser.add_argument(f"--{name}", **spec)
+    main(**vars(parser.parse_args()))

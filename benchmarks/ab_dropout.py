@@ -8,7 +8,6 @@ drift apart on this machine.
     KERAS_BACKEND=tensorflow python benchmarks/ab_dropout.py [--reps 9] [--steps 20]
 """
 
-import argparse
 import json
 
 import keras
@@ -16,6 +15,7 @@ import numpy as np
 
 import keras_regx as kr
 from _timing import header
+from _timing import run_from_command_line
 from _timing import time_fits
 from bench_dropout import CHANNELS
 from bench_dropout import IMAGE
@@ -46,8 +46,4 @@ def main(reps, steps):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--reps", type=int, default=9)
-    parser.add_argument("--steps", type=int, default=20)
-    args = parser.parse_args()
-    main(args.reps, args.steps)
+    run_from_command_line(main, reps=9, steps=20)

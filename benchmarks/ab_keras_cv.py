@@ -30,7 +30,6 @@ own optional imports then fail and log a traceback on stderr, harmlessly):
 Without keras-cv on the path the script runs the other rows.
 """
 
-import argparse
 import json
 import os
 import re
@@ -42,6 +41,7 @@ import numpy as np
 
 import keras_regx as kr
 from _timing import header
+from _timing import run_from_command_line
 from _timing import time_fits
 from bench_dropout import CHANNELS
 from bench_dropout import IMAGE
@@ -188,8 +188,4 @@ def main(reps, steps):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--reps", type=int, default=9)
-    parser.add_argument("--steps", type=int, default=20)
-    args = parser.parse_args()
-    main(args.reps, args.steps)
+    run_from_command_line(main, reps=9, steps=20)

@@ -12,7 +12,6 @@ gradient into each weight's; that part no penalty can avoid.
     KERAS_BACKEND=torch python benchmarks/ab_penalty.py [--reps 11] [--steps 30]
 """
 
-import argparse
 import json
 
 import keras
@@ -23,6 +22,7 @@ import keras_regx as kr
 from _timing import header
 from _timing import medians as _medians
 from _timing import paired_ratio
+from _timing import run_from_command_line
 from _timing import time_fits_per_rep
 from bench_regularizers import BATCH
 from bench_regularizers import UNITS
@@ -66,8 +66,4 @@ def main(reps, steps):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--reps", type=int, default=11)
-    parser.add_argument("--steps", type=int, default=30)
-    args = parser.parse_args()
-    main(args.reps, args.steps)
+    run_from_command_line(main, reps=11, steps=30)

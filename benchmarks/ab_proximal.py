@@ -9,7 +9,6 @@ machine. Both penalties are on kernels and biases; SGD.
     KERAS_BACKEND=torch python benchmarks/ab_proximal.py [--reps 15] [--steps 30]
 """
 
-import argparse
 import json
 
 import keras
@@ -19,6 +18,7 @@ import keras_regx as kr
 from _timing import header
 from _timing import medians as _medians
 from _timing import paired_ratio
+from _timing import run_from_command_line
 from _timing import time_fits_per_rep
 from bench_regularizers import BATCH
 from bench_regularizers import UNITS
@@ -51,8 +51,4 @@ def main(reps, steps):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--reps", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=30)
-    args = parser.parse_args()
-    main(args.reps, args.steps)
+    run_from_command_line(main, reps=15, steps=30)

@@ -12,7 +12,6 @@ configuration and timed side by side (interleaved repetitions, medians):
     KERAS_BACKEND=jax python benchmarks/bench_dropout.py [--reps 7] [--steps 20]
 """
 
-import argparse
 import json
 import os
 
@@ -25,6 +24,7 @@ import keras_regx as kr
 from _timing import header
 from _timing import medians
 from _timing import paired_ratio
+from _timing import run_from_command_line
 from _timing import time_fits_per_rep
 
 RATE = 0.1
@@ -135,8 +135,4 @@ def main(reps, steps):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=20)
-    args = parser.parse_args()
-    main(args.reps, args.steps)
+    run_from_command_line(main, reps=7, steps=20)

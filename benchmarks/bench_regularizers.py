@@ -19,7 +19,6 @@ identical models drift apart in the same run.
     python benchmarks/run_all.py   # every backend, results into RESULTS.md
 """
 
-import argparse
 import json
 import os
 
@@ -32,6 +31,7 @@ import keras_regx as kr
 from _timing import header
 from _timing import medians as _medians
 from _timing import paired_ratio
+from _timing import run_from_command_line
 from _timing import time_fits_per_rep
 
 LAYERS, UNITS, BATCH = 24, 256, 64
@@ -134,9 +134,4 @@ def main(reps, steps, model="mlp"):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", choices=sorted(MODELS), default="mlp")
-    parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=30)
-    args = parser.parse_args()
-    main(args.reps, args.steps, args.model)
+    run_from_command_line(main, reps=7, steps=30, model={"choices": sorted(MODELS), "default": "mlp"})

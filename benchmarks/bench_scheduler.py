@@ -23,7 +23,6 @@ intervals, and, timed alone, the scheduler's host work per step (its
     KERAS_BACKEND=jax python benchmarks/bench_scheduler.py [--size 48] [--reps 9] [--steps 60]
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -38,6 +37,7 @@ import keras_regx as kr
 from _timing import header
 from _timing import medians
 from _timing import paired_ratio
+from _timing import run_from_command_line
 from _timing import time_fits_per_rep
 
 BATCH = 64
@@ -118,9 +118,5 @@ def main(size, reps, steps, calls=500):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--size", type=int, choices=sorted(SIZES), default=48)
-    parser.add_argument("--reps", type=int, default=9)
-    parser.add_argument("--steps", type=int, default=60)
-    args = parser.parse_args()
-    main(args.size, args.reps, args.steps)
+    run_from_command_line(main, reps=9, steps=60,
+                          size={"type": int, "choices": sorted(SIZES), "default": 48})

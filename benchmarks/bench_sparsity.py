@@ -13,7 +13,6 @@ elementwise pass writing every weight once).
     KERAS_BACKEND=jax python benchmarks/bench_sparsity.py [--reps 9] [--steps 30] [--calls 200]
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -27,6 +26,7 @@ from keras import ops
 
 import keras_regx as kr
 from _timing import header
+from _timing import run_from_command_line
 from _timing import time_fits
 from bench_regularizers import BATCH
 from bench_regularizers import UNITS
@@ -99,9 +99,4 @@ def main(reps, steps, calls):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--reps", type=int, default=9)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--calls", type=int, default=200)
-    args = parser.parse_args()
-    main(args.reps, args.steps, args.calls)
+    run_from_command_line(main, reps=9, steps=30, calls={"type": int, "default": 200})

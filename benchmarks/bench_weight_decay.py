@@ -15,7 +15,6 @@ Median step times and paired ratios to `keras AdamW` with 95% intervals
     KERAS_BACKEND=torch python benchmarks/bench_weight_decay.py [--reps 9] [--steps 30]
 """
 
-import argparse
 import json
 import os
 
@@ -28,6 +27,7 @@ import keras_regx as kr
 from _timing import header
 from _timing import medians
 from _timing import paired_ratio
+from _timing import run_from_command_line
 from _timing import time_fits_per_rep
 from bench_regularizers import BATCH
 from bench_regularizers import LAYERS
@@ -72,8 +72,4 @@ def main(reps, steps):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--reps", type=int, default=9)
-    parser.add_argument("--steps", type=int, default=30)
-    args = parser.parse_args()
-    main(args.reps, args.steps)
+    run_from_command_line(main, reps=9, steps=30)
