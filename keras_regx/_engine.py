@@ -10,9 +10,9 @@ not grow with the number of scheduled objects, so:
 - each scheduled variable is written once (objects built on one schedule
   object share a variable, see `keras_regx._hyperparameters`), and only when
   its value changes;
-- the writes of one step go to the backend in one batch (`_writer`):
-  TensorFlow one compiled function that assigns them all, JAX the state of
-  the running `fit()`, PyTorch in-place fills.
+- the writes of one step go to the backend together (`assigner`,
+  `JaxStateWriter`): TensorFlow assign ops for a few, one compiled function
+  for many, JAX the state of the running `fit()`, PyTorch in-place fills.
 
 This module holds the backend-specific code of the scheduler.
 """
@@ -59,11 +59,11 @@ class ScheduleEngine:
 
     def __init__(self, objects, keys):
         groups, seen, schedule_keys = {}, set(), {}
-        self.entries = []  # (object, argument, variable, cell), every one
+        log_cells = {}  # key in logs -> cell (equal keys hold equal values)
         for obj in objects:
             for arg, (schedule, variable) in obj._scheduled.items():
                 cell = obj._cells[arg]
-                self.entries.append((obj, arg, variable, cell))
+                log_cells.setdefault(keys[(id(obj), arg)], cell)
                 if id(schedule) not in schedule_keys:
                     schedule_keys[id(schedule)] = _schedule_key(schedule)
                 key = schedule_keys[id(schedule)], obj._bounds[arg]
@@ -77,12 +77,8 @@ class ScheduleEngine:
         self.groups = list(groups.values())
         self.variables = [v for g in self.groups for v in g.variables]
         self.cells = [c for g in self.groups for c in g.cells]
-        # The logs: one entry per key (equal keys hold equal values).
-        cells = {}
-        for obj, arg, _, cell in self.entries:
-            cells.setdefault(keys[(id(obj), arg)], cell)
-        self._log_keys = list(cells)
-        self._log_cells = list(cells.values())
+        self._log_keys = list(log_cells)
+        self._log_cells = list(log_cells.values())
 
     def set_step(self, step, write, every=False):
         """Moves every schedule to `step`; returns whether a value changed.

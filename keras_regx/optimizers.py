@@ -11,7 +11,6 @@ variables take part in the update on every backend.
 """
 
 import math
-import numbers
 
 import keras
 from keras import ops
@@ -58,23 +57,13 @@ def _check_optimizer(optimizer):
 
 def _check_weight_decay(weight_decay):
     """A float >= 0 and finite, or a schedule whose first value is one."""
-    if isinstance(weight_decay, dict):
-        weight_decay = keras.saving.deserialize_keras_object(weight_decay)
-    if not is_schedule(weight_decay) and not (
-        isinstance(weight_decay, numbers.Real) and not isinstance(weight_decay, bool)
-    ):
-        raise ArgumentTypeError(
-            "Invalid value for argument `weight_decay`: expected a float >= 0, "
-            "a keras_regx schedule or a keras.optimizers.schedules."
-            f"LearningRateSchedule. Received: weight_decay={describe(weight_decay)}"
-        )
-    if not is_schedule(weight_decay):
-        return check_schedulable("weight_decay", weight_decay, minimum=0.0)
-    check_value(weight_decay, 0)
+    weight_decay = check_schedulable("weight_decay", weight_decay, minimum=0.0)
+    if is_schedule(weight_decay):
+        _checked_value(weight_decay, 0)
     return weight_decay
 
 
-def check_value(schedule, step):
+def _checked_value(schedule, step):
     """The schedule's value at `step` on the host; raises if not >= 0 and finite."""
     value = value_at(schedule, step)
     if not (math.isfinite(value) and value >= 0.0):
@@ -235,7 +224,7 @@ class ScheduledWeightDecay(keras.optimizers.Optimizer):
         weight_decay = self.scheduled_weight_decay
         if not is_schedule(weight_decay):
             return weight_decay
-        return check_value(weight_decay, step)
+        return _checked_value(weight_decay, step)
 
     def get_config(self):
         weight_decay = self.scheduled_weight_decay
