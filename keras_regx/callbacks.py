@@ -225,9 +225,14 @@ class RegularizationScheduler(keras.callbacks.Callback):
             self._first_batch = batch  # on_epoch_begin already set this step
         batches = self._epoch_batches + batch - self._first_batch
         self._batches = batches + 1
-        if self.update_freq == "batch" and batch != self._first_batch:
-            write = self._writer if self._writer is not None else self._assign
-            self._set_step(batches // self._accumulate, write)
+        if batch != self._first_batch:
+            if self.update_freq == "batch":
+                write = self._writer if self._writer is not None else self._assign
+                self._set_step(batches // self._accumulate, write)
+            elif self._weight_decay is not None:
+                # The optimizer moves its value at every update, whatever
+                # `update_freq` says of the other values: log each step's.
+                self._set_step(batches // self._accumulate, write=None)
         if self.log:
             self._used[batch] = self._values
 
@@ -276,13 +281,18 @@ class RegularizationScheduler(keras.callbacks.Callback):
         index = {id(v): i for i, v in enumerate(variables)}
         values = list(non_trainable_values)
         engine = self._engine
+        if engine is None:  # before `on_train_begin`: nothing is scheduled yet
+            return values
         for variable, cell in zip(engine.variables, engine.cells):
             values[index[id(variable)]] = np.asarray(cell.value, variable.dtype)
         return values
 
     def _set_step(self, step, write, every=False):
-        """Moves every schedule to `step`; `write` stores the changed values."""
-        changed = self._engine.set_step(step, write, every)
+        """Moves every schedule to `step`; `write` stores the changed values.
+
+        With `write=None` only the weight decay's logged value moves.
+        """
+        changed = write is not None and self._engine.set_step(step, write, every)
         if self._weight_decay is not None:
             # The optimizer computes its value in the update; this checks it
             # (naming the step) and logs it.

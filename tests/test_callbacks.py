@@ -1167,6 +1167,15 @@ def test_a_jax_loop_without_state_values_warns_once_naming_the_object():
         assert losses == pytest.approx([0.0, 0.5, 1.0])
 
 
+def test_state_values_before_on_train_begin_returns_the_values_as_given():
+    reg = kr.L2(kr.schedules.Linear(0.0, 1.0, end_step=4))
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, kernel_regularizer=reg)])
+    scheduler = RegularizationScheduler()
+    scheduler.set_model(model)
+    values = [np.float32(7.0)]
+    assert scheduler.state_values(values) == values
+
+
 def test_state_values_checks_its_argument():
     reg = kr.L2(kr.schedules.Linear(0.0, 1.0, end_step=4))
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, kernel_regularizer=reg)])

@@ -156,17 +156,19 @@ def test_inside_a_loss_scale_optimizer_the_weights_are_the_same():
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
 
-def test_the_scheduler_logs_and_checks_the_value():
+@pytest.mark.parametrize("update_freq", ["batch", "epoch"])
+def test_the_scheduler_logs_and_checks_the_value(update_freq):
     schedule = kr.schedules.Linear(0.0, 0.3, end_step=30)
     _, history = _train(ScheduledWeightDecay(keras.optimizers.SGD(0.01), schedule), epochs=3,
-                        callbacks=[kr.callbacks.RegularizationScheduler()])
-    # Each epoch logs the value of its last update (steps 9, 19, 29).
+                        callbacks=[kr.callbacks.RegularizationScheduler(update_freq=update_freq)])
+    # Each epoch logs the value of its last update (steps 9, 19, 29): the
+    # optimizer moves it at every update, whatever `update_freq` says.
     np.testing.assert_allclose(history.history["weight_decay"], [0.09, 0.19, 0.29], rtol=1e-6)
     # A Keras schedule that turns negative is refused at the step it does.
     falling = keras.optimizers.schedules.PolynomialDecay(0.1, 5, end_learning_rate=-0.1)
     with pytest.raises(ValueError, match=r"`weight_decay`.*>= 0 and finite.*at step 3"):
         _train(ScheduledWeightDecay(keras.optimizers.SGD(0.01), falling),
-               callbacks=[kr.callbacks.RegularizationScheduler()])
+               callbacks=[kr.callbacks.RegularizationScheduler(update_freq=update_freq)])
 
 
 def test_plot_history_draws_weight_decay_with_the_strengths():
