@@ -111,6 +111,54 @@ def test_shared_scheduled_regularizers_save_load_and_resume(tmp_path):
         np.testing.assert_allclose(first[key] + resumed[key], values, rtol=1e-5, err_msg=key)
 
 
+def _decay_model(ramp):
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [keras.Input((4,))]
+        + [keras.layers.Dense(4, activation="tanh", kernel_regularizer=kr.L2(ramp, name=f"l2_{i}"),
+                              bias_regularizer=kr.L1(ramp, name=f"l1_{i}")) for i in range(3)]
+        + [keras.layers.Dense(1)])
+    model.compile(kr.optimizers.ScheduledWeightDecay(
+        keras.optimizers.Adam(0.01), kr.schedules.Cosine(0.3, 0.0, end_step=24)), "mse")
+    return model
+
+
+def test_shared_schedule_variables_and_weight_decay_resume_in_a_fresh_process(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = rng.normal(size=(32, 1)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+
+    def ramp():
+        return kr.schedules.Linear(0.0, 1e-2, end_step=24)
+
+    uninterrupted = _fit(_decay_model(ramp()), x, y, 0, EPOCHS)
+    one = ramp()  # every regularizer on one schedule object: one variable
+    model = _decay_model(one)
+    assert len(model.non_trainable_variables) == 1
+    first = _fit(model, x, y, 0, SPLIT)
+    model.save(tmp_path / "m.keras")
+    resumed = run_python(
+        f"""
+        import json, keras, numpy as np
+        import keras_regx as kr
+        model = keras.models.load_model("m.keras", safe_mode=True)
+        assert isinstance(model.optimizer, kr.optimizers.ScheduledWeightDecay)
+        assert len(model.non_trainable_variables) == 1
+        x, y = np.load("x.npy"), np.load("y.npy")
+        history = model.fit(x, y, batch_size=8, epochs={EPOCHS}, initial_epoch={SPLIT},
+                            shuffle=False, verbose=0,
+                            callbacks=[kr.callbacks.RegularizationScheduler()])
+        print(json.dumps({{k: [float(v) for v in vs] for k, vs in history.history.items()}}))
+        """,
+        tmp_path,
+    )
+    assert set(resumed) == set(uninterrupted) >= {"loss", "weight_decay", "l2_0/l2", "l1_2/l1"}
+    for key, values in uninterrupted.items():
+        np.testing.assert_allclose(first[key] + resumed[key], values, rtol=1e-5, err_msg=key)
+
+
 def test_one_regularizer_shared_by_two_models(tmp_path):
     reg = kr.L2(kr.schedules.Linear(0.0, 1e-3, end_step=100))
     x, y = np.ones((8, 3), "float32"), np.ones((8, 1), "float32")
