@@ -13,14 +13,15 @@ Three configurations of each, timed side by side (`_timing`):
   `ramp` schedule object (a Linear ramp that changes at every step), driven
   by `RegularizationScheduler(update_freq="batch")`;
 - `scheduled, a schedule per object`: the same, but each object builds its
-  own (equal) ramps, so each holds its own variables.
+  own (equal) ramps, so each holds its own variables until the first `fit()`
+  joins them (the warm-up fit here; `variables` counts them after the runs).
 
 It reports median step times, paired ratios to `constant` with 95%
 intervals, and, timed alone, the scheduler's host work per step (its
 `on_train_batch_begin` and `on_train_batch_end`) and per `fit()` (its
 `on_train_begin`).
 
-    KERAS_BACKEND=jax python benchmarks/bench_scheduler.py [--size 48] [--reps 9] [--steps 60]
+    KERAS_BACKEND=jax python benchmarks/bench_scheduler.py [--size 48] [--reps 9] [--steps 200]
 """
 
 import json
@@ -118,5 +119,5 @@ def main(size, reps, steps, calls=500):
 
 
 if __name__ == "__main__":
-    run_from_command_line(main, reps=9, steps=60,
+    run_from_command_line(main, reps=9, steps=200,
                           size={"type": int, "choices": sorted(SIZES), "default": 48})

@@ -8,8 +8,9 @@ not grow with the number of scheduled objects, so:
   equal values; keras_regx's and Keras' own schedules, whose configs say all
   they compute) or, for other schedule classes, by identity;
 - each scheduled variable is written once (objects built on one schedule
-  object share a variable, see `keras_regx._hyperparameters`), and only when
-  its value changes;
+  object share a variable, see `keras_regx._hyperparameters`, and
+  `share_equal_schedules` joins a model's equal schedules when `fit()`
+  starts), and only when its value changes;
 - the writes of one step go to the backend together (`assigner`,
   `JaxStateWriter`): TensorFlow assign ops for a few, one compiled function
   for many, JAX the state of the running `fit()`, PyTorch in-place fills.
@@ -36,6 +37,38 @@ def _schedule_key(schedule):
         except (TypeError, ValueError, RecursionError):  # pragma: no cover - defensive
             pass
     return id(schedule)
+
+
+def share_equal_schedules(objects):
+    """Gives the arguments of `objects` that follow equal schedules one variable.
+
+    Equal schedules (equal keys) have equal values at every step, so the
+    arguments that follow them can share one variable, which the scheduler
+    then writes once and the compiled step reads once (every variable costs
+    step time: on JAX it is passed in and out of the jitted step). An object
+    keeps one variable per argument (its file holds one value each): the
+    k-th of its arguments on a schedule shares the k-th variable of that
+    schedule. Only `objects` (one model's) are joined, never objects of
+    models trained apart, which may be at other steps.
+
+    Returns whether an argument changed variable (steps traced before read
+    the old ones).
+    """
+    shared, keys, changed = {}, {}, False
+    for obj in objects:
+        taken = {}  # key -> how many of this object's arguments follow it
+        for arg, (schedule, variable) in list(obj._scheduled.items()):
+            if id(schedule) not in keys:
+                keys[id(schedule)] = _schedule_key(schedule)
+            key = keys[id(schedule)], obj._bounds[arg]
+            k = taken[key] = taken.get(key, -1) + 1
+            slots = shared.setdefault(key, [])
+            if k == len(slots):
+                slots.append((variable, obj._cells[arg]))
+            elif slots[k][0] is not variable:
+                obj._follow(arg, *slots[k])
+                changed = True
+    return changed
 
 
 class _Group:

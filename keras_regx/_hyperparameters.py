@@ -102,6 +102,32 @@ class ScheduledHyperparameters:
         self._cells[name] = slot[1]
         return slot[0]
 
+    def _follow(self, name, variable, cell):
+        """Makes argument `name` use `variable` (and its `cell`) in place of its own.
+
+        For the scheduler, which gives the arguments of one model whose
+        schedules are equal (so are their values at every step) one variable.
+        `variable` takes the place of the argument's own in this object's
+        state, so a file keeps one value per argument, in the same order.
+        """
+        schedule, own = self._scheduled[name]
+        if own is variable:
+            return
+        store = self._non_trainable_variables
+        index = next(i for i, v in enumerate(store) if v is own)
+        ids = self._tracker.stored_ids["non_trainable_variables"]
+        store[index] = variable
+        ids.discard(id(own))
+        ids.add(id(variable))
+        self._post_untrack_variable(own)
+        self._post_track_variable(variable)
+        setattr(self, name, variable)  # already tracked: only the attribute
+        self._scheduled[name] = (schedule, variable)
+        self._cells[name] = cell
+        slots = _SHARED.get(schedule) if _hashable(schedule) else None
+        if slots is not None:  # later objects on `schedule` follow it too
+            slots[:] = [(variable, cell) if v is own else (v, c) for v, c in slots]
+
     @property
     def _current(self):
         """Argument name -> the value its variable holds (host float)."""
@@ -283,6 +309,14 @@ class _Cell:
 # that schedule object (one more for each further argument of one object that
 # takes the same schedule). Entries go when the schedule object does.
 _SHARED = weakref.WeakKeyDictionary()
+
+
+def _hashable(value):
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def revive_schedules(config):

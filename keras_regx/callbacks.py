@@ -1,5 +1,7 @@
 """Callbacks that drive scheduled hyperparameters and monitor sparsity during `fit()`."""
 
+import weakref
+
 import keras
 import numpy as np
 from keras import ops
@@ -8,6 +10,7 @@ from keras_regx import _proximal
 from keras_regx._engine import JaxStateWriter
 from keras_regx._engine import ScheduleEngine
 from keras_regx._engine import assigner
+from keras_regx._engine import share_equal_schedules
 from keras_regx._hyperparameters import STATE_FED
 from keras_regx._hyperparameters import ScheduledHyperparameters
 from keras_regx.optimizers import ScheduledWeightDecay
@@ -44,6 +47,23 @@ def scheduled_objects(model):
         if isinstance(regularizer, ScheduledHyperparameters):
             found[id(regularizer)] = regularizer
     return [obj for obj in found.values() if obj.scheduled_hyperparameters]
+
+
+# model -> the scheduled variables of its last fit (see `on_train_begin`).
+_TRACED_WITH = weakref.WeakKeyDictionary()
+
+
+def _same(variables, others):
+    return variables is not None and len(variables) == len(others) and all(
+        a is b for a, b in zip(variables, others))
+
+
+def _retrace(model):
+    """Makes `model`'s steps anew, so that they read its current variables."""
+    if model.train_function is not None:
+        model.make_train_function(force=True)
+    model.test_function = None
+    model.predict_function = None
 
 
 def _scheduled_weight_decay(optimizer):
@@ -106,8 +126,8 @@ class RegularizationScheduler(keras.callbacks.Callback):
     step does not grow with the number of scheduled objects: each distinct
     schedule is evaluated once, each variable written only when its value
     changes, in one batch. Objects built on one schedule object share one
-    variable, so build a schedule once and pass it to every object that
-    follows it.
+    variable, and when training starts the model's objects whose schedules
+    are equal are made to share one too (only within the model).
 
     Args:
         update_freq: `"batch"` (every step) or `"epoch"` (at each epoch start).
@@ -167,10 +187,12 @@ class RegularizationScheduler(keras.callbacks.Callback):
         jax = keras.backend.backend() == "jax"
         if jax:
             JaxStateWriter.close_all(model)  # left by a fit() that crashed
-        if _proximal.attach(model):
-            # A train step traced before would not run the new steps.
-            model.make_train_function(force=True)
+        retrace = _proximal.attach(model)  # a step traced before would not run them
         self._objects = scheduled_objects(model)
+        if model.train_function is not None:
+            # `fit()` (it made the function; a custom loop on a model never
+            # fitted has none, and may hold the model's state already).
+            share_equal_schedules(self._objects)
         for obj in self._objects:
             if not obj._scheduler_attached:  # a tracked attribute: slow to set
                 obj._scheduler_attached = True
@@ -178,6 +200,15 @@ class RegularizationScheduler(keras.callbacks.Callback):
         self._weight_decay = _scheduled_weight_decay(getattr(model, "optimizer", None))
         self._values, self._used = {}, {}
         variables = self._engine.variables
+        # A step traced before read the variables it was traced with: when
+        # they are not this model's scheduled variables of its last fit (a
+        # first fit, or objects made to share variables since), make the
+        # steps anew.
+        if not _same(_TRACED_WITH.get(model), variables):
+            _TRACED_WITH[model] = list(variables)
+            retrace = True
+        if retrace:
+            _retrace(model)
         self._writer = None
         # `fit()` makes its train function before this hook; a custom training
         # loop on a model never fitted has none (see `state_values`).

@@ -1,7 +1,8 @@
 """The scheduler's work does not grow with the number of scheduled objects.
 
 Objects built on one schedule object share one variable (one state entry for
-the compiled step), each distinct schedule is evaluated once per step, and
+the compiled step), and so do those of one model whose schedules are equal
+once the model trains; each distinct schedule is evaluated once per step, and
 models whose objects share variables train, log, save and load exactly like
 models whose objects each hold their own.
 """
@@ -134,6 +135,56 @@ def test_shared_variables_save_load_and_resume(tmp_path):
         for got, want in zip(loaded.trainable_weights, model.trainable_weights):
             np.testing.assert_allclose(keras.ops.convert_to_numpy(got),
                                        keras.ops.convert_to_numpy(want), rtol=1e-6, atol=1e-7)
+
+
+def _values(variables):
+    return [float(keras.ops.convert_to_numpy(v)) for v in variables]
+
+
+def test_fit_joins_the_equal_schedules_of_one_model():
+    x, y = _data()
+    ramp = _ramp()
+    reference = _mlp(lambda i: kr.ElasticNet(kr.schedules.Linear(0.0, 0.01 * (i + 1), end_step=7),
+                                             ramp, name=f"reg{i}"))
+    # l1: a different ramp per object; l2: equal ramps, built per object.
+    model = _mlp(lambda i: kr.ElasticNet(kr.schedules.Linear(0.0, 0.01 * (i + 1), end_step=7),
+                                         _ramp(), name=f"reg{i}"))
+    other = _mlp(lambda i: kr.ElasticNet(kr.schedules.Linear(0.0, 0.01 * (i + 1), end_step=7),
+                                         _ramp(), name=f"reg{i}"))
+    assert len(model.non_trainable_variables) == 4 * LAYERS
+    # Traced before the fit, with the variables the objects held then.
+    before = model.evaluate(x, y, verbose=0)
+    assert before == pytest.approx(reference.evaluate(x, y, verbose=0), rel=1e-6)
+    _fit(model, epochs=1)
+    _fit(reference, epochs=1)
+    # The l2 ramps are one variable now; every l1 keeps its own.
+    assert len(model.non_trainable_variables) == 2 * LAYERS + 1
+    regularizers = [layer.kernel_regularizer for layer in model.layers[:LAYERS]]
+    assert len({id(r.l2) for r in regularizers}) == 1
+    assert len({id(r.l1) for r in regularizers}) == LAYERS
+    # Each object still holds its arguments in order: files are unchanged.
+    for i, reg in enumerate(regularizers):
+        assert [v.name for v in reg.non_trainable_variables] == ["l1", "l2"]
+        store = {}
+        reg.save_own_variables(store)
+        l1 = kr.schedules.Linear(0.0, 0.01 * (2 * i + 1), end_step=7)  # kernel i's
+        want = [kr.schedules.value_at(s, STEPS - 1) for s in (l1, ramp)]
+        np.testing.assert_allclose(_values([store["0"], store["1"]]), want, rtol=1e-6)
+    # Steps traced before read the shared variables too.
+    after = model.evaluate(x, y, verbose=0)
+    assert after == pytest.approx(reference.evaluate(x, y, verbose=0), rel=1e-6)
+    assert after != pytest.approx(before, rel=1e-6)
+    # Another model's objects with equal schedules are never joined to these:
+    # it may be at another step.
+    _fit(other, epochs=2)
+    assert not {id(v) for v in other.non_trainable_variables} & {
+        id(v) for v in model.non_trainable_variables}
+    want = kr.schedules.value_at(ramp, STEPS - 1)
+    assert _values([regularizers[0].l2]) == pytest.approx([want], rel=1e-6)
+    # Training on, the model goes on exactly as the one built on one ramp.
+    history, expected = _fit(model).history, _fit(reference).history
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-6)
+    np.testing.assert_allclose(history["reg4/l2"], expected["reg4/l2"], rtol=1e-6)
 
 
 def test_one_schedule_for_two_arguments_saves_both():
