@@ -17,7 +17,7 @@ Nine configurations: no regularization; `kr.L1`, `kr.L2`, `kr.ElasticNet`
 `L2` / `L1L2`); Keras' own `Dropout` after the hidden layer; an ElasticNet
 whose strength warms up linearly over the first fifth of the steps, then
 decays along a cosine to a tenth of its peak (`kr.schedules.Join` of
-`Linear` and `Cosine`, driven by `kr.callbacks.RegularizationScheduler`);
+`Linear` and `Cosine`, driven by `kr.callbacks.RegularizationDriver`);
 proximal L1 on both kernels (`kr.L1(l1, proximal=True)`: exact zeros); group
 lasso on the rows of the hidden kernel (`kr.GroupLasso(factor, axis=0,
 proximal=True)`: one group per input, and a zeroed row is an input the
@@ -315,7 +315,7 @@ def train(config, strength, data, epochs, units, batch_size, learning_rate, seed
                                                   regularization_loss=False)]
     if config in ("scheduled_enet", "proximal_l1", "group_lasso"):
         # Drives the schedule / installs the proximal step after each update.
-        callbacks.insert(0, kr.callbacks.RegularizationScheduler(log=False))
+        callbacks.insert(0, kr.callbacks.RegularizationDriver(log=False))
     start = time.perf_counter()
     history = model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs,
                         verbose=0, callbacks=callbacks)

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 import keras_regx as kr
-import keras_regx.utils  # noqa: F401  (kr.utils.mc_predict)
+import keras_regx.uncertainty  # noqa: F401  (kr.uncertainty.mc_predict)
 
 SIZES = (10, 25, 50, 100, 1000, 10000)  # the paper's data set sizes
 # A smoke test in seconds: two sizes, a small network, few steps.
@@ -95,7 +95,7 @@ def main(
         copies = -(-steps * b // n)
         model.fit(np.tile(x, (copies, 1)), np.tile(y, (copies, 1)),
                   batch_size=b, epochs=1, verbose=0)
-        mean, std = kr.utils.mc_predict(model, x_test, samples=mc_samples, batch_size=250)
+        mean, std = kr.uncertainty.mc_predict(model, x_test, samples=mc_samples, batch_size=250)
         result = {
             "n": n,
             "rates": [layer.rate for layer in model.layers],

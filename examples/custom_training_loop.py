@@ -7,7 +7,7 @@ This example follows them on scikit-learn's bundled digits (no download): a
 64 -> 64 relu -> 10 MLP whose hidden kernel has a `kr.ElasticNet` with an L1
 strength that warms up linearly, and a `kr.layers.ScheduledDropout` whose rate
 ramps up, both moved along their schedules by
-`kr.callbacks.RegularizationScheduler` from the loop's callbacks:
+`kr.callbacks.RegularizationDriver` from the loop's callbacks:
 
 - TensorFlow: a `tf.GradientTape` step in a `tf.function`;
 - PyTorch: `loss.backward()` and `optimizer.apply` in eager mode;
@@ -128,7 +128,7 @@ def main(epochs=6, train_size=None, verbose=True):
     optimizer = keras.optimizers.Adam(1e-2)
     optimizer.build(model.trainable_variables)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    scheduler = kr.callbacks.RegularizationScheduler()
+    scheduler = kr.callbacks.RegularizationDriver()
     logged = []
 
     class Logged(keras.callbacks.Callback):  # what `fit()`'s History would keep

@@ -31,7 +31,7 @@ with `step` the step the optimizer took on that coordinate (for Adam, the
 learning rate over the root of the coordinate's second-moment estimate). A
 weight the update leaves within `l1 * step` of zero becomes exactly 0, and it
 stays 0 while the data's (averaged) gradient on it is below `l1` in size.
-`RegularizationScheduler` installs this step; without it a warning says the
+`RegularizationDriver` installs this step; without it a warning says the
 penalty is not applied. Exact zeros can be pruned or stored sparsely without
 changing the model's outputs; near-zeros cannot.
 
@@ -158,7 +158,7 @@ def main(
         callbacks = [kr.callbacks.SparsityMonitor(threshold=0.0, per_layer=False),
                      NearZeros()]
         if config == "proximal_l1":
-            callbacks.insert(0, kr.callbacks.RegularizationScheduler())
+            callbacks.insert(0, kr.callbacks.RegularizationDriver())
         start = time.perf_counter()
         history = model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs,
                             verbose=0, callbacks=callbacks)

@@ -1,11 +1,11 @@
-"""Monte Carlo dropout: a predictive mean and standard deviation with `kr.utils.mc_predict`.
+"""Monte Carlo dropout: a predictive mean and standard deviation with `kr.uncertainty.mc_predict`.
 
 A 1-D regression with a gap in the inputs: y = f(x) + N(0, 0.2**2) with
 f(x) = sin(2x) + 0.5x, training inputs drawn uniformly from [-4, -1] and
 [1, 4] (none in the gap (-1, 1)). An MLP (1 -> 128 relu -> MCDropout ->
 128 relu -> MCDropout -> 1, Adam, mean squared error) is trained on them;
 `kr.layers.MCDropout` keeps dropping at inference, so
-`kr.utils.mc_predict(model, x, samples=100)` returns the mean and the
+`kr.uncertainty.mc_predict(model, x, samples=100)` returns the mean and the
 standard deviation of 100 predictions, each with its own dropout masks. The
 std is the model's (epistemic) uncertainty; the noise of the data is not in
 it, so an interval for a new observation adds the noise variance, estimated
@@ -150,12 +150,12 @@ def main(n=400, units=128, rate=0.1, steps=3000, batch_size=32, learning_rate=3e
               batch_size=batch_size, epochs=1, verbose=0)
     seconds = time.perf_counter() - start
 
-    mean, _ = kr.utils.mc_predict(model, x_train, samples=samples, batch_size=256)
+    mean, _ = kr.uncertainty.mc_predict(model, x_train, samples=samples, batch_size=256)
     noise = float(np.sqrt(np.mean((y_train - mean) ** 2)))
     regions = {}
     for name, ranges in REGIONS.items():
         x, y = sample(ranges, 1000, rng)
-        mean, std = kr.utils.mc_predict(model, x, samples=samples, batch_size=256)
+        mean, std = kr.uncertainty.mc_predict(model, x, samples=samples, batch_size=256)
         total = np.sqrt(std**2 + noise**2)
         regions[name] = {
             "std": float(std.mean()),
@@ -164,7 +164,7 @@ def main(n=400, units=128, rate=0.1, steps=3000, batch_size=32, learning_rate=3e
             "coverage_total": float(np.mean(np.abs(y - mean) <= 2 * total)),
         }
     grid = np.linspace(-6.0, 6.0, 241, dtype="float32")[:, None]
-    mean, std = kr.utils.mc_predict(model, grid, samples=samples, batch_size=256)
+    mean, std = kr.uncertainty.mc_predict(model, grid, samples=samples, batch_size=256)
 
     if verbose:
         print(f"backend: {keras.backend.backend()}, keras_regx {kr.__version__}")

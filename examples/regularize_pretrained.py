@@ -99,7 +99,7 @@ def main(pretrain_epochs=20, finetune_epochs=20, train_size=None):
         monitor = kr.callbacks.SparsityMonitor(per_layer=False)
         compile_model(copy).fit(
             x_train, y_train, epochs=finetune_epochs, batch_size=64, verbose=0,
-            callbacks=[kr.callbacks.RegularizationScheduler(), monitor])
+            callbacks=[kr.callbacks.RegularizationDriver(), monitor])
         after = copy.predict(x_test, verbose=0)
         # Without its regularizers the fine-tuned model predicts the same.
         plain = kr.utils.remove_regularization(copy)

@@ -3,7 +3,7 @@
 Trains a digits MLP (scikit-learn's bundled `load_digits`, no download) whose
 `kr.ElasticNet` strength warms up and then decays along a cosine, and whose
 `kr.layers.ScheduledDropout` rate ramps up, both driven by
-`kr.callbacks.RegularizationScheduler` inside `fit()`. It is trained twice
+`kr.callbacks.RegularizationDriver` inside `fit()`. It is trained twice
 from the same initial weights, with `shuffle=False` and seeded dropout:
 
 - uninterrupted: all epochs in this process;
@@ -12,7 +12,7 @@ from the same initial weights, with `shuffle=False` and seeded dropout:
   `KERAS_BACKEND`) does `import keras_regx` and
   `keras.models.load_model(path)` (default `safe_mode=True`, no
   `custom_objects`), calls `fit(initial_epoch=half, epochs=all)` with a new
-  `RegularizationScheduler`, and saves the result.
+  `RegularizationDriver`, and saves the result.
 
 Prints the strength and rate logged at the end of each epoch by both runs,
 then how far apart the two final models are.
@@ -46,7 +46,7 @@ The loaded model carries everything the schedules need: the schedules
 themselves (in the layer and regularizer configs), the current strength and
 rate (variables of the model), the optimizer's update count (the step the
 schedules are evaluated at; saved with the optimizer) and the dropout layer's
-seed generator state. The new `RegularizationScheduler` reads the update
+seed generator state. The new `RegularizationDriver` reads the update
 count at the first epoch start and sets every schedule there, so the second
 process logs the values the uninterrupted run logged, and trains to the same
 weights.
@@ -73,7 +73,7 @@ from sklearn.model_selection import train_test_split
 
 import keras_regx as kr
 
-KEYS = ("enet/l1", "drop/rate")  # what RegularizationScheduler logs
+KEYS = ("enet/l1", "drop/rate")  # what RegularizationDriver logs
 # A smoke test in seconds: a subset of the training images, few epochs.
 # 256 images: 4 full batches per epoch, no smaller last batch to compile for.
 FAST = dict(epochs=4, train_size=256)
@@ -115,7 +115,7 @@ def train(model, x, y, batch_size, epochs, initial_epoch=0):
     """`fit()` in a fixed batch order; returns the logged values per epoch."""
     history = model.fit(x, y, batch_size=batch_size, epochs=epochs,
                         initial_epoch=initial_epoch, shuffle=False, verbose=0,
-                        callbacks=[kr.callbacks.RegularizationScheduler()])
+                        callbacks=[kr.callbacks.RegularizationDriver()])
     return {key: [float(v) for v in history.history[key]] for key in KEYS}
 
 

@@ -70,7 +70,7 @@ def main(epochs=20, verbose=True):
         epochs=epochs,
         validation_data=(x_val, y_val),
         verbose=0,
-        callbacks=[kr.callbacks.RegularizationScheduler(), Report()],
+        callbacks=[kr.callbacks.RegularizationDriver(), Report()],
     )
     return history
 

@@ -18,7 +18,7 @@ kernels' norm and the weight decay logged at the last epoch:
 - `decoupled 0.1`: `ScheduledWeightDecay(Adam, 0.1)` (what Keras' AdamW does);
 - `decoupled cosine`: `ScheduledWeightDecay(Adam, Cosine(0.02, 0.2))`, a
   cosine ramp from 0.02 to 0.2 over training, logged by
-  `RegularizationScheduler` as `weight_decay`.
+  `RegularizationDriver` as `weight_decay`.
 
     KERAS_BACKEND=jax python examples/scheduled_weight_decay.py [--epochs 30] [--fast]
 
@@ -83,7 +83,7 @@ def main(epochs=30, train_size=300, verbose=True):
         net.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
         history = net.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0,
                           validation_data=(x_val, y_val),
-                          callbacks=[kr.callbacks.RegularizationScheduler()])
+                          callbacks=[kr.callbacks.RegularizationDriver()])
         norm = float(np.sqrt(sum(np.sum(k ** 2) for k in net.get_weights()[::2])))
         results[name] = {"history": history.history, "kernel_norm": norm}
         if verbose:

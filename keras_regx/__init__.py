@@ -4,10 +4,10 @@ Regularizers whose strength can follow a schedule over training (and
 proximal L1 / group lasso for exact zeros), the schedules, the dropout family
 (`layers`: scheduled, Monte Carlo, DropConnect, DropBlock, DropPath,
 Concrete), decoupled weight decay on a schedule for any optimizer
-(`optimizers`), Monte Carlo prediction (`utils`), sparsity
-measurement (`sparsity`), the callbacks that drive schedules and log
-sparsity inside compiled `fit()`, and plots of a training history
-(`plotting`).
+(`optimizers`), Monte Carlo prediction (`uncertainty`), adding
+regularization to a built model (`utils`), sparsity measurement (`sparsity`),
+the callbacks that drive schedules and log sparsity inside compiled `fit()`,
+and plots of a training history (`plotting`).
 """
 
 from keras_regx import _requirements  # first: refuses Keras 2 at import
@@ -18,11 +18,12 @@ from keras_regx import plotting
 from keras_regx import regularizers
 from keras_regx import schedules
 from keras_regx import sparsity
+from keras_regx import uncertainty
 from keras_regx import utils
-from keras_regx.regularizers import L1
-from keras_regx.regularizers import L2
 from keras_regx.regularizers import ElasticNet
 from keras_regx.regularizers import GroupLasso
+from keras_regx.regularizers import L1
+from keras_regx.regularizers import L2
 from keras_regx.version import __version__
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "regularizers",
     "schedules",
     "sparsity",
+    "uncertainty",
     "utils",
 ]
 

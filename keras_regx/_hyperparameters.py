@@ -3,7 +3,7 @@
 A scheduled hyperparameter lives in a float32 `keras.Variable` tracked by a
 Keras `Layer`, so the variable belongs to the model's state: on JAX the jitted
 train step only sees the model's tracked variables, and a variable nobody
-tracks would be frozen at its first value. The `RegularizationScheduler`
+tracks would be frozen at its first value. The `RegularizationDriver`
 callback evaluates the schedules on the host and writes the variables between
 steps (see `keras_regx._engine`).
 
@@ -19,11 +19,16 @@ import contextlib
 import json
 import warnings
 import weakref
+from typing import NamedTuple
 
 import keras
 from keras import ops
 
 from keras_regx import schedules as schedules_lib
+from keras_regx._backend import taking_gradients
+from keras_regx._validation import check_real
+from keras_regx._validation import check_schedulable
+from keras_regx._validation import is_schedule
 
 # Keras builds models by running them on symbolic tensors first (symbolic
 # scope); JAX's compiled steps read variables through a stateless scope.
@@ -71,8 +76,8 @@ class ScheduledHyperparameters:
         on the host each time one is taken (at construction and by the
         scheduler), since a schedule's range is not known in advance.
         """
-        value = schedules_lib.check_schedulable(name, value, minimum, maximum)
-        if not schedules_lib.is_schedule(value):
+        value = check_schedulable(name, value, minimum, maximum)
+        if not is_schedule(value):
             return value
         self._bounds[name] = (minimum, maximum)
         initial = self._scheduled_value(name, value, 0)
@@ -157,7 +162,7 @@ class ScheduledHyperparameters:
         value = schedules_lib.value_at(schedule, step)
         minimum, maximum = self._bounds[name]
         try:
-            schedules_lib.check_real(name, value, minimum=minimum, maximum=maximum)
+            check_real(name, value, minimum=minimum, maximum=maximum)
         except ValueError as error:
             raise ValueError(
                 f"The schedule of argument `{name}` of `{type(self).__name__}` "
@@ -185,14 +190,15 @@ class ScheduledHyperparameters:
         if self._scheduler_attached:
             self._warn_if_state_not_fed(x)
             return
-        if _in_training_step(x):
+        if in_training_step(x):
             self._warned_unscheduled = True
             warnings.warn(
                 f"`{type(self).__name__}` '{self.name}' has scheduled "
                 f"{', '.join(repr(a) for a in self._scheduled)} but no "
-                "`keras_regx.callbacks.RegularizationScheduler` drives it, so "
+                "`keras_regx.callbacks.RegularizationDriver` (formerly "
+                "`RegularizationScheduler`) drives it, so "
                 f"they stay at their last values {self._current}. Pass "
-                "`callbacks=[keras_regx.callbacks.RegularizationScheduler()]` "
+                "`callbacks=[keras_regx.callbacks.RegularizationDriver()]` "
                 "to `fit()`.",
                 stacklevel=3,
             )
@@ -203,17 +209,17 @@ class ScheduledHyperparameters:
         A JAX training loop that passes the model state through `jax.jit`
         itself (Keras' guide loop) computes with the arrays it is given, never
         the variables the scheduler writes, unless it passes them through
-        `RegularizationScheduler.state_values`.
+        `RegularizationDriver.state_values`.
         """
         scheduler = STATE_FED.get(self)
         if scheduler is None or scheduler.state_fed or not in_stateless_scope():
             return
-        if _in_training_step(x):
+        if in_training_step(x):
             self._warned_unscheduled = True
             warnings.warn(
                 f"`{type(self).__name__}` '{self.name}' has scheduled "
                 f"{', '.join(repr(a) for a in self._scheduled)}, driven by a "
-                "`RegularizationScheduler` in a JAX training loop that passes "
+                "`RegularizationDriver` in a JAX training loop that passes "
                 "the model state itself, but the loop has not passed its "
                 "non-trainable values through `scheduler.state_values(...)`, so "
                 "the step computes with the values in that state, not the "
@@ -223,44 +229,53 @@ class ScheduledHyperparameters:
             )
 
 
+# The interface the scheduler (`keras_regx._engine`, `keras_regx.callbacks`)
+# uses on objects with scheduled hyperparameters; only this module reads or
+# writes their scheduled state.
+
+
+class Argument(NamedTuple):
+    """A scheduled argument of an object, as the scheduler sees it."""
+
+    name: str
+    schedule: object  # the schedule object the argument was built with
+    variable: keras.Variable  # the variable the compiled step reads
+    cell: "_Cell"  # the value last written into `variable`, a host float
+    bounds: tuple  # (minimum, maximum) of its values; maximum may be None
+
+
+def scheduled_arguments(obj):
+    """The scheduled arguments of `obj`, a `ScheduledHyperparameters`."""
+    return [Argument(name, schedule, variable, obj._cells[name], obj._bounds[name])
+            for name, (schedule, variable) in obj._scheduled.items()]
+
+
+def value_at(obj, name, step):
+    """Argument `name`'s schedule at `step` (host float), checked against its
+    bounds: a ValueError names the argument, the object and the step."""
+    return obj._scheduled_value(name, obj._scheduled[name][0], step)
+
+
+def share_variable(obj, name, variable, cell):
+    """Makes argument `name` of `obj` use `variable` (see `_follow`)."""
+    obj._follow(name, variable, cell)
+
+
+def log_key(obj, name):
+    """The key of argument `name`'s value in `logs`."""
+    return obj._log_key(name)
+
+
+def mark_driven(obj):
+    """Records that a scheduler drives `obj` (no warning for undriven schedules)."""
+    if not obj._scheduler_attached:  # a tracked attribute: slow to set
+        obj._scheduler_attached = True
+
+
 # object -> the scheduler that drives it in a JAX training loop which threads
 # the model state itself (no `fit()`): that loop must pass the state through
 # the scheduler's `state_values`.
 STATE_FED = weakref.WeakKeyDictionary()
-
-
-def live(value):
-    """`value`, a float or a scheduled variable, as a step should use it.
-
-    TensorFlow emits a read op for every use of a variable inside a
-    `tf.function` and does not merge reads of one variable, so 500
-    regularizers on one schedule variable made 1000 reads (and casts) per
-    step, about 4 ms on this machine's CPU. Inside a function being traced a
-    variable is read once per graph (and per replica of a `tf.distribute`
-    strategy); elsewhere, and on JAX and PyTorch (whose reads cost nothing
-    extra), the variable is returned as it is. Only the scheduler writes
-    these variables, between steps, so one read per step is the value.
-    """
-    if not isinstance(value, keras.Variable) or keras.backend.backend() != "tensorflow":
-        return value
-    import tensorflow as tf
-
-    if not tf.inside_function():
-        return value
-    graph = tf.compat.v1.get_default_graph()
-    # Kept on the graph, so that it goes with it (a map from graphs to their
-    # tensors would keep every graph alive).
-    reads = getattr(graph, "_keras_regx_reads", None)
-    if reads is None:
-        reads = {}
-        try:
-            graph._keras_regx_reads = reads
-        except AttributeError:  # pragma: no cover - a graph that takes none
-            return value
-    key = (id(value), id(tf.distribute.get_replica_context()))
-    if key not in reads:
-        reads[key] = tf.convert_to_tensor(value.value)
-    return reads[key]
 
 
 def sharing_key(cls, config):
@@ -360,14 +375,14 @@ def _revive(config):
         if shared is not None:
             return shared
     value = keras.saving.deserialize_keras_object(config)
-    if key is not None and schedules_lib.is_schedule(value):
+    if key is not None and is_schedule(value):
         record_object_after_deserialization(value, key)
         if _SCOPES:
             _SCOPES[-1][key] = value
     return value
 
 
-def _in_training_step(x):
+def in_training_step(x):
     """Whether a regularizer called on `x` is called by a training step.
 
     `x=None` (a layer called with `training=True`) counts as one.
@@ -376,33 +391,4 @@ def _in_training_step(x):
         return False
     if x is None:
         return True
-    return (isinstance(x, keras.Variable) or in_stateless_scope()) and _taking_gradients(x)
-
-
-def _taking_gradients(x):
-    """Whether gradients are being taken through `x` (a weight or its value).
-
-    Tells a training step (`fit()`, `train_on_batch()`, a custom loop) from
-    `evaluate()`, which computes the same penalties without gradients.
-    """
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        try:  # whether a GradientTape records; TensorFlow has no public query
-            from tensorflow.python.eager.record import could_possibly_record
-        except ImportError:  # pragma: no cover - a TensorFlow without it
-            return True
-        return could_possibly_record()
-    if backend == "torch":
-        import torch
-
-        return torch.is_grad_enabled()
-    if backend == "jax":
-        import jax
-        from jax.interpreters import ad
-
-        value = x.value if isinstance(x, keras.Variable) else x
-        # `jax.grad` traces with the tracers of JAX's autodiff interpreter
-        # (JVP, linearize); `jax.jit` alone with staging tracers.
-        return (isinstance(value, jax.core.Tracer)
-                and type(value).__module__ == ad.JVPTracer.__module__)
-    return False  # backends without training (NumPy, OpenVINO)
+    return (isinstance(x, keras.Variable) or in_stateless_scope()) and taking_gradients(x)

@@ -9,10 +9,24 @@ gradient descent (ISTA).
 
 Keras' optimizers apply each variable's `constraint` right after the update,
 inside the compiled train step and before the iteration counter moves. The
-`RegularizationScheduler` callback installs a `_ProximalStep` as the
+`RegularizationDriver` callback installs a `ProximalStep` as the
 constraint of every weight with a proximal regularizer (keeping the layer's
 own constraint, applied after it), so the step runs in the compiled step on
 every backend.
+
+The interface of a regularizer with a proximal step (`ProximalPenalty`):
+
+- `proximal`: bool, whether the step is wanted;
+- `proximal_map(w, step_size, step)`: the proximal map of the non-smooth
+  part for a gradient step of `step_size` (a scalar or a tensor of `w`'s
+  shape) at optimizer step `step`, written with `keras.ops`;
+- `check_weight(variable)`: raises a ValueError when the regularizer cannot
+  apply to `variable` (called before training starts);
+- `needs_scalar_step`: class attribute, True when the map has no closed form
+  for per-coordinate step sizes (adaptive optimizers).
+
+`attach(model)` installs the steps; `is_attached(regularizer)` says whether a
+step of that regularizer is installed.
 
 The threshold is the penalty strength times the step the optimizer took on
 that weight. For SGD that is the learning rate (over `1 - momentum`, the step
@@ -22,8 +36,12 @@ factor, read from the optimizer's slots; thresholding every coordinate by the
 learning rate would shrink all weights to zero. Other optimizers are refused.
 """
 
+import weakref
+
 import keras
 from keras import ops
+
+from keras_regx._model_walk import updating_optimizer
 
 
 def _learning_rate(optimizer, dtype):
@@ -77,13 +95,6 @@ _RULES = (
 _SUPPORTED = "SGD (with or without momentum), Adam, AdamW, RMSprop and Adagrad"
 
 
-def _inner(optimizer):
-    """The optimizer that updates the weights (through a LossScaleOptimizer)."""
-    while hasattr(optimizer, "inner_optimizer"):
-        optimizer = optimizer.inner_optimizer
-    return optimizer
-
-
 def _rule(optimizer, regularizer, variable):
     """The step size function for `optimizer`, or a clear error."""
     described = (
@@ -91,7 +102,7 @@ def _rule(optimizer, regularizer, variable):
     )
     for cls, step, scalar in _RULES:
         if isinstance(optimizer, cls):
-            if not scalar and regularizer._needs_scalar_step:
+            if not scalar and regularizer.needs_scalar_step:
                 raise ValueError(
                     f"{described} needs one step size for the whole weight, but "
                     f"{type(optimizer).__name__} scales each coordinate by its "
@@ -109,7 +120,29 @@ def _rule(optimizer, regularizer, variable):
     )
 
 
-class _ProximalStep:
+class ProximalPenalty:
+    """Mixin: the interface of a regularizer with a proximal step (see above)."""
+
+    needs_scalar_step = False
+
+    def proximal_map(self, w, step_size, step):
+        """The proximal map of the non-smooth part, for a step of `step_size`."""
+        raise NotImplementedError
+
+    def check_weight(self, variable):
+        """Raises a ValueError when the regularizer cannot apply to `variable`."""
+
+
+# The regularizers whose steps `attach` installed.
+_ATTACHED = weakref.WeakSet()
+
+
+def is_attached(regularizer):
+    """Whether `attach` installed a proximal step of `regularizer`."""
+    return regularizer in _ATTACHED
+
+
+class ProximalStep:
     """Variable constraint: the regularizer's proximal map, then the old one."""
 
     def __init__(self, regularizer, optimizer, variable, step_size, constraint):
@@ -130,7 +163,7 @@ class _ProximalStep:
             # Only every `accumulate`-th batch updates the weights.
             is_update = ops.equal((optimizer._iterations + 1) % accumulate, 0)
             size = size * ops.cast(is_update, self.variable.dtype)
-        w = self.regularizer._proximal_map(w, size, step)
+        w = self.regularizer.proximal_map(w, size, step)
         if self.constraint is not None:
             w = self.constraint(w)
         return w
@@ -156,20 +189,20 @@ def attach(model):
             "training loop, `model.compile(optimizer=...)` with the optimizer "
             "the loop applies: its `apply()` then runs the proximal steps."
         )
-    optimizer = _inner(model.optimizer)
+    optimizer = updating_optimizer(model.optimizer)
     changed = False
     for variable, regularizer in proximal:
         current = variable.constraint
-        if isinstance(current, _ProximalStep):
+        if isinstance(current, ProximalStep):
             if current.optimizer is optimizer and current.regularizer is regularizer:
-                regularizer._proximal_attached = True
+                _ATTACHED.add(regularizer)
                 continue
             current = current.constraint
-        regularizer._check_weight(variable)
+        regularizer.check_weight(variable)
         step_size = _rule(optimizer, regularizer, variable)
-        variable.constraint = _ProximalStep(
+        variable.constraint = ProximalStep(
             regularizer, optimizer, variable, step_size, current
         )
-        regularizer._proximal_attached = True
+        _ATTACHED.add(regularizer)
         changed = True
     return changed

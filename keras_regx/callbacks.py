@@ -7,46 +7,31 @@ import numpy as np
 from keras import ops
 
 from keras_regx import _proximal
-from keras_regx._engine import JaxStateWriter
+from keras_regx._backend import JaxStateWriter
+from keras_regx._backend import threads_state
+from keras_regx._backend import variable_writer
+from keras_regx._counting import Counter
 from keras_regx._engine import ScheduleEngine
-from keras_regx._engine import assigner
 from keras_regx._engine import share_equal_schedules
 from keras_regx._hyperparameters import STATE_FED
-from keras_regx._hyperparameters import ScheduledHyperparameters
+from keras_regx._hyperparameters import log_key
+from keras_regx._hyperparameters import mark_driven
+from keras_regx._model_walk import optimizers
+from keras_regx._model_walk import scheduled_objects
+from keras_regx._model_walk import updating_optimizer
+from keras_regx._validation import ArgumentTypeError
+from keras_regx._validation import check_bool
+from keras_regx._validation import check_real
 from keras_regx.optimizers import ScheduledWeightDecay
-from keras_regx.schedules import ArgumentTypeError
-from keras_regx.schedules import check_bool
-from keras_regx.schedules import check_real
-from keras_regx.sparsity import _Counter
 
 __all__ = [
+    "RegularizationDriver",
     "RegularizationScheduler",
     "SparsityMonitor",
 ]
 
 _PACKAGE = "keras_regx"
 _UPDATE_FREQS = ("batch", "epoch")
-
-
-def scheduled_objects(model):
-    """Every object of `model` with scheduled hyperparameters, once each.
-
-    Looks through the model's layers, nested ones included (our regularizers
-    are tracked as sublayers of the layers they regularize), and through the
-    regularizers attached to the model's weights.
-    """
-    found = {}
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        if isinstance(layer, ScheduledHyperparameters):
-            found[id(layer)] = layer
-        activity = getattr(layer, "activity_regularizer", None)
-        if isinstance(activity, ScheduledHyperparameters):
-            found[id(activity)] = activity
-    for variable in model.weights:
-        regularizer = getattr(variable, "regularizer", None)
-        if isinstance(regularizer, ScheduledHyperparameters):
-            found[id(regularizer)] = regularizer
-    return [obj for obj in found.values() if obj.scheduled_hyperparameters]
 
 
 # model -> the scheduled variables of its last fit (see `on_train_begin`).
@@ -68,11 +53,7 @@ def _retrace(model):
 
 def _scheduled_weight_decay(optimizer):
     """The `ScheduledWeightDecay` among `optimizer` and the ones it wraps."""
-    while optimizer is not None:
-        if isinstance(optimizer, ScheduledWeightDecay):
-            return optimizer
-        optimizer = getattr(optimizer, "inner_optimizer", None)
-    return None
+    return next((o for o in optimizers(optimizer) if isinstance(o, ScheduledWeightDecay)), None)
 
 
 def _log_keys(objects):
@@ -91,8 +72,8 @@ def _log_keys(objects):
         return configs[id(obj)]
 
     for obj in objects:
-        for arg in obj._scheduled:
-            key = obj._log_key(arg)
+        for arg in obj.scheduled_hyperparameters:
+            key = log_key(obj, arg)
             first = owners.setdefault(key, obj)
             if first is not obj and config(first) != config(obj):
                 raise ValueError(
@@ -107,27 +88,34 @@ def _log_keys(objects):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class RegularizationScheduler(keras.callbacks.Callback):
-    """Moves scheduled strengths and rates along their schedules during `fit()`.
+class RegularizationDriver(keras.callbacks.Callback):
+    """Drives keras_regx's training-time work during `fit()` (or a custom loop).
 
-    Finds every keras_regx object with a scheduled argument in the model
-    (regularizers, scheduled dropout layers), sets each scheduled value to
-    `schedule(step)` before the step runs, where `step` is the optimizer's
-    iteration count (0 on the first batch), and writes the current values into
-    `logs` under `"<object name>/<argument>"` so `History`, `CSVLogger`,
-    `TensorBoard` and the progress bar show them (and, when the model's
-    optimizer is a `kr.optimizers.ScheduledWeightDecay`, its value under
-    `"weight_decay"`).
+    Two jobs, each inside the compiled train step on every backend
+    (tf.function with or without XLA, jax.jit, PyTorch):
+
+    - **Schedules.** Finds every keras_regx object with a scheduled argument
+      in the model (regularizers, scheduled dropout layers), sets each
+      scheduled value to `schedule(step)` before the step runs, where `step`
+      is the optimizer's iteration count (0 on the first batch), and writes
+      the current values into `logs` under `"<object name>/<argument>"` so
+      `History`, `CSVLogger`, `TensorBoard` and the progress bar show them
+      (and, when the model's optimizer is a
+      `kr.optimizers.ScheduledWeightDecay`, its value under `"weight_decay"`).
+    - **Proximal steps.** Installs the proximal step of every regularizer
+      built with `proximal=True` after each optimizer update.
 
     The schedules are evaluated on the host and the values written to the
-    variables between steps, so they reach the compiled step on every backend
-    (tf.function with or without XLA, jax.jit, PyTorch). With
-    `steps_per_execution=k` the value changes every k steps. Its work per
-    step does not grow with the number of scheduled objects: each distinct
-    schedule is evaluated once, each variable written only when its value
-    changes, in one batch. Objects built on one schedule object share one
-    variable, and when training starts the model's objects whose schedules
-    are equal are made to share one too (only within the model).
+    variables between steps. With `steps_per_execution=k` the value changes
+    every k steps. Its work per step does not grow with the number of
+    scheduled objects: each distinct schedule is evaluated once, each
+    variable written only when its value changes, in one batch. Objects
+    built on one schedule object share one variable, and when training
+    starts the model's objects whose schedules are equal are made to share
+    one too (only within the model).
+
+    `RegularizationScheduler` is the same class under its former name:
+    code and files that use it keep working.
 
     Args:
         update_freq: `"batch"` (every step) or `"epoch"` (at each epoch start).
@@ -139,7 +127,7 @@ class RegularizationScheduler(keras.callbacks.Callback):
     >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, kernel_regularizer=reg)])
     >>> model.compile("sgd", "mse")
     >>> history = model.fit(np.ones((8, 3)), np.ones((8, 1)), batch_size=4, epochs=2,
-    ...                     verbose=0, callbacks=[kr.callbacks.RegularizationScheduler()])
+    ...                     verbose=0, callbacks=[kr.callbacks.RegularizationDriver()])
     >>> [round(v, 6) for v in history.history["l2/l2"]]
     [0.00025, 0.00075]
     ```
@@ -184,7 +172,7 @@ class RegularizationScheduler(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         model = self.model
-        jax = keras.backend.backend() == "jax"
+        jax = threads_state()  # the step takes the state as arguments
         if jax:
             JaxStateWriter.close_all(model)  # left by a fit() that crashed
         retrace = _proximal.attach(model)  # a step traced before would not run them
@@ -194,8 +182,7 @@ class RegularizationScheduler(keras.callbacks.Callback):
             # fitted has none, and may hold the model's state already).
             share_equal_schedules(self._objects)
         for obj in self._objects:
-            if not obj._scheduler_attached:  # a tracked attribute: slow to set
-                obj._scheduler_attached = True
+            mark_driven(obj)
         self._engine = ScheduleEngine(self._objects, _log_keys(self._objects))
         self._weight_decay = _scheduled_weight_decay(getattr(model, "optimizer", None))
         self._values, self._used = {}, {}
@@ -224,7 +211,7 @@ class RegularizationScheduler(keras.callbacks.Callback):
             else:
                 STATE_FED.pop(obj, None)
         self._batches = 0  # batches begun: the step where the model has no optimizer
-        self._assign = assigner(self._engine)
+        self._assign = variable_writer(self._engine.variables, self._engine.current_values)
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
@@ -239,7 +226,7 @@ class RegularizationScheduler(keras.callbacks.Callback):
             self._accumulate = 1
             self._epoch_batches = self._batches
         else:
-            optimizer = _proximal._inner(optimizer)
+            optimizer = updating_optimizer(optimizer)
             # With gradient accumulation Keras counts batches in `_iterations`
             # and updates (every `accumulate`-th batch) in `iterations`; the
             # schedules follow the updates.
@@ -290,7 +277,7 @@ class RegularizationScheduler(keras.callbacks.Callback):
         ```python
         >>> reg = kr.L2(kr.schedules.Linear(0.0, 1.0, end_step=4), name="l2")
         >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, kernel_regularizer=reg)])
-        >>> scheduler = kr.callbacks.RegularizationScheduler()
+        >>> scheduler = kr.callbacks.RegularizationDriver()
         >>> callbacks = keras.callbacks.CallbackList([scheduler], model=model)
         >>> callbacks.on_train_begin(); callbacks.on_epoch_begin(0)
         >>> state = [v.value for v in model.non_trainable_variables]
@@ -355,6 +342,12 @@ class RegularizationScheduler(keras.callbacks.Callback):
         # those of the epoch's last step.
         if self.log and logs is not None:
             logs.update(self._values)
+
+
+# The callback's former name: the same class, and configs saved under that
+# name deserialize to it.
+RegularizationScheduler = RegularizationDriver
+keras.saving.get_custom_objects()[f"{_PACKAGE}>RegularizationScheduler"] = RegularizationDriver
 
 
 def _check_update_freq(update_freq):
@@ -479,7 +472,7 @@ class SparsityMonitor(keras.callbacks.Callback):
         # variables, so the counter reads the current weights.
         model = self.model
         if self._counter is None or self._counter.model is not model:
-            self._counter = _Counter(
+            self._counter = Counter(
                 model, self.threshold, self.per_layer, self.include_bias,
                 self.structured, self.regularization_loss,
             )

@@ -15,12 +15,13 @@ import math
 import keras
 from keras import ops
 
-from keras_regx.schedules import ArgumentTypeError
+from keras_regx._backend import apply_weight_decay
+from keras_regx._validation import ArgumentTypeError
+from keras_regx._validation import Schedulable
+from keras_regx._validation import check_schedulable
+from keras_regx._validation import describe
+from keras_regx._validation import is_schedule
 from keras_regx.schedules import Constant
-from keras_regx.schedules import Schedulable
-from keras_regx.schedules import check_schedulable
-from keras_regx.schedules import describe
-from keras_regx.schedules import is_schedule
 from keras_regx.schedules import value_at
 
 __all__ = ["ScheduledWeightDecay"]
@@ -94,7 +95,7 @@ class ScheduledWeightDecay(keras.optimizers.Optimizer):
     saves and loads with the model (`.keras` files, `safe_mode=True`),
     mid-schedule. With mixed precision, put it inside the loss scaling:
     `LossScaleOptimizer(ScheduledWeightDecay(opt, wd))`. With
-    `RegularizationScheduler` in `fit()`, the current value is logged as
+    `RegularizationDriver` in `fit()`, the current value is logged as
     `"weight_decay"`, and a schedule that leaves the valid range (< 0 or not
     finite) raises naming the step.
 
@@ -147,39 +148,9 @@ class ScheduledWeightDecay(keras.optimizers.Optimizer):
         return ops.cast(weight_decay(step), dtype)
 
     def _decay(self, variables):
-        inner = self.inner_optimizer
-        if keras.backend.backend() == "tensorflow":
-            return self._tensorflow_decay(variables)
-        # Keras' own rule for this backend, with the scheduled value in place
-        # of the float it reads from `weight_decay`.
-        own = inner.weight_decay
-        try:
-            inner.weight_decay = self._value("float32")
-            type(inner)._apply_weight_decay(inner, variables)
-        finally:
-            inner.weight_decay = own
-
-    def _tensorflow_decay(self, variables):
-        """Keras' TensorFlow rule (per replica under a `tf.distribute` strategy)."""
-        import tensorflow as tf
-
-        inner = self.inner_optimizer
-
-        def distributed(distribution, variables, **kwargs):
-            def decay(variable):
-                if inner._use_weight_decay(variable):
-                    lr = tf.cast(inner.learning_rate, variable.dtype)
-                    wd = tf.cast(self._value(variable.dtype), variable.dtype)
-                    variable.assign_sub(variable * wd * lr)
-
-            for variable in variables:
-                if isinstance(variable, keras.Variable):
-                    variable = variable.value
-                distribution.extended.update(variable, decay, group=False)
-
-        tf.__internal__.distribute.interim.maybe_merge_call(
-            distributed, inner._distribution_strategy, variables
-        )
+        # Keras' own rule, with the scheduled value in place of the float it
+        # reads from `weight_decay`.
+        apply_weight_decay(self.inner_optimizer, variables, self._value)
 
     def build(self, var_list):
         self.inner_optimizer.build(var_list)

@@ -7,7 +7,7 @@ panel per group of keys, all sharing the epoch axis:
 - `"loss"`: every key containing `loss` (`loss`, `regularization_loss`,
   `<output>_loss`, ...);
 - one panel per other metric (`accuracy`, `mae`, ...);
-- `"strengths"`: the penalty strengths `RegularizationScheduler` logs as
+- `"strengths"`: the penalty strengths `RegularizationDriver` logs as
   `"<object name>/<argument>"` (`enet/l1`, `group/factor`);
 - `"rates"`: the drop rates it logs (`"<layer name>/rate"`);
 - `"learning rate"`: `learning_rate`;
@@ -275,7 +275,7 @@ def plot_history(
     - `"loss"`: every key containing `loss` (`loss`, `regularization_loss`, ...);
     - one panel per other metric, titled with its name (`accuracy`, ...);
     - `"strengths"`: penalty strengths `"<name>/<argument>"` logged by
-      `RegularizationScheduler` (`enet/l1`, `group/factor`), and the
+      `RegularizationDriver` (`enet/l1`, `group/factor`), and the
       `"weight_decay"` of a `kr.optimizers.ScheduledWeightDecay`;
     - `"rates"`: drop rates `"<layer name>/rate"` it logs;
     - `"learning rate"`: `learning_rate`;

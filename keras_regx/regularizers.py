@@ -4,7 +4,7 @@ At a constant strength each one computes exactly what Keras' own
 `keras.regularizers.L1` / `L2` / `L1L2` compute, with the same operations. A
 strength may instead be a schedule (`keras_regx.schedules.*` or any
 `keras.optimizers.schedules.LearningRateSchedule`); the
-`keras_regx.callbacks.RegularizationScheduler` callback then moves it along its
+`keras_regx.callbacks.RegularizationDriver` callback then moves it along its
 schedule during `fit()`.
 
 The regularizers are also Keras layers (never called as layers): a Keras layer
@@ -17,7 +17,7 @@ With `proximal=True` (L1, ElasticNet, GroupLasso) the non-smooth part of the
 penalty leaves the gradient and is applied instead as a proximal step after
 each optimizer update (soft-threshold, or block soft-threshold for groups),
 which makes weights exactly zero. The penalty's value still counts in the
-loss that `fit()` reports. The `RegularizationScheduler` callback installs
+loss that `fit()` reports. The `RegularizationDriver` callback installs
 the proximal steps when training starts; see `keras_regx._proximal` for the
 optimizers it supports.
 """
@@ -28,19 +28,21 @@ import warnings
 import keras
 from keras import ops
 
+from keras_regx._backend import read_once
 from keras_regx._hyperparameters import ScheduledHyperparameters
-from keras_regx._hyperparameters import _in_training_step
 from keras_regx._hyperparameters import get_shared_object
-from keras_regx._hyperparameters import live
+from keras_regx._hyperparameters import in_training_step
 from keras_regx._hyperparameters import record_object_after_deserialization
 from keras_regx._hyperparameters import revive_schedules
 from keras_regx._hyperparameters import sharing_key
 from keras_regx._penalties import elastic_net
 from keras_regx._penalties import soft_threshold
-from keras_regx.schedules import ArgumentTypeError
-from keras_regx.schedules import Schedulable
-from keras_regx.schedules import check_bool
-from keras_regx.schedules import describe
+from keras_regx._proximal import ProximalPenalty
+from keras_regx._proximal import is_attached
+from keras_regx._validation import ArgumentTypeError
+from keras_regx._validation import Schedulable
+from keras_regx._validation import check_bool
+from keras_regx._validation import describe
 
 __all__ = [
     "ElasticNet",
@@ -54,18 +56,19 @@ _PACKAGE = "keras_regx"
 
 
 class ScheduledRegularizer(
-    ScheduledHyperparameters, keras.regularizers.Regularizer, keras.layers.Layer
+    ScheduledHyperparameters, ProximalPenalty, keras.regularizers.Regularizer,
+    keras.layers.Layer
 ):
-    """Base class: a regularizer whose strengths may follow schedules."""
+    """Base class: a regularizer whose strengths may follow schedules.
 
-    # Whether the proximal map needs one step size for the whole weight.
-    _needs_scalar_step = False
+    Subclasses with `proximal=True` implement the proximal-step interface of
+    `keras_regx._proximal.ProximalPenalty` (`proximal_map`, `check_weight`).
+    """
 
     def __init__(self, name: str | None = None, proximal: bool = False):
         keras.layers.Layer.__init__(self, name=name, dtype="float32", trainable=False)
         self._init_scheduled()
         self.proximal = check_bool("proximal", proximal)
-        self._proximal_attached = False
         self._warned_proximal = False
 
     def _finish_init(self):
@@ -73,29 +76,23 @@ class ScheduledRegularizer(
 
     def __call__(self, x):
         self._warn_if_unscheduled(x)
-        if self.proximal and not self._proximal_attached:
+        if self.proximal and not is_attached(self):
             self._warn_if_not_proximal(x)
         return self.call(x)
 
     def _warn_if_not_proximal(self, x):
-        if self._warned_proximal or not _in_training_step(x):
+        if self._warned_proximal or not in_training_step(x):
             return
         self._warned_proximal = True
         warnings.warn(
             f"`{type(self).__name__}` '{self.name}' has proximal=True but no "
-            "`keras_regx.callbacks.RegularizationScheduler` installed its "
+            "`keras_regx.callbacks.RegularizationDriver` (formerly "
+            "`RegularizationScheduler`) installed its "
             "proximal step, so the non-smooth part of its penalty is not "
             "applied. Pass `callbacks=[keras_regx.callbacks."
-            "RegularizationScheduler()]` to `fit()`.",
+            "RegularizationDriver()]` to `fit()`.",
             stacklevel=3,
         )
-
-    def _check_weight(self, variable):
-        """Raises a ValueError when the regularizer cannot apply to `variable`."""
-
-    def _proximal_map(self, w, step_size, step):
-        """The proximal map of the non-smooth part, for a step of `step_size`."""
-        raise NotImplementedError
 
     def call(self, x):
         raise NotImplementedError
@@ -143,7 +140,7 @@ class L1(ScheduledRegularizer):
             of the weights by `l1` times the optimizer's step after each
             update (proximal gradient descent) instead of through the
             gradient, so weights reach exactly 0. Needs the
-            `keras_regx.callbacks.RegularizationScheduler` callback in
+            `keras_regx.callbacks.RegularizationDriver` callback in
             `fit()` and one of the optimizers SGD, Adam, AdamW, RMSprop or
             Adagrad (Adam, RMSprop and Adagrad threshold each coordinate by
             its own step). A scheduled `l1` then follows its schedule at every
@@ -167,10 +164,10 @@ class L1(ScheduledRegularizer):
         self._finish_init()
 
     def call(self, x):
-        return elastic_net(x, live(self.l1), None, gradient=not self.proximal)
+        return elastic_net(x, read_once(self.l1), None, gradient=not self.proximal)
 
-    def _proximal_map(self, w, step_size, step):
-        return _soft_threshold(w, step_size * self._value_at_step("l1", self.l1, step))
+    def proximal_map(self, w, step_size, step):
+        return _l1_proximal_map(self, w, step_size, step)
 
     def get_config(self):
         return {
@@ -205,7 +202,7 @@ class L2(ScheduledRegularizer):
         self._finish_init()
 
     def call(self, x):
-        return elastic_net(x, None, live(self.l2))
+        return elastic_net(x, None, read_once(self.l2))
 
     def get_config(self):
         return {"l2": self._hyperparameter_config("l2", self.l2), "name": self.name}
@@ -245,14 +242,15 @@ class ElasticNet(ScheduledRegularizer):
 
     def call(self, x):
         # A term whose constant strength is 0 is skipped, as Keras does.
-        l1 = live(self.l1) if "l1" in self._scheduled or self.l1 != 0.0 else None
-        l2 = live(self.l2) if "l2" in self._scheduled or self.l2 != 0.0 else None
+        l1 = read_once(self.l1) if "l1" in self._scheduled or self.l1 != 0.0 else None
+        l2 = read_once(self.l2) if "l2" in self._scheduled or self.l2 != 0.0 else None
         if not self.proximal or l1 is None:
             return elastic_net(x, l1, l2)
         l1_term = elastic_net(x, l1, None, gradient=False)
         return l1_term if l2 is None else elastic_net(x, None, l2) + l1_term
 
-    _proximal_map = L1._proximal_map  # the soft-threshold of the L1 term
+    def proximal_map(self, w, step_size, step):
+        return _l1_proximal_map(self, w, step_size, step)  # the L1 term's
 
     def get_config(self):
         return {
@@ -288,7 +286,7 @@ class GroupLasso(ScheduledRegularizer):
         proximal: bool. If True, the penalty is applied after each update as
             a block soft-threshold, `g * max(0, 1 - t / norm(g))` with
             `t = factor * learning_rate / (1 - momentum)`, which zeroes whole
-            groups exactly. Needs the `RegularizationScheduler` callback and
+            groups exactly. Needs the `RegularizationDriver` callback and
             `keras.optimizers.SGD` (the group threshold has no closed form for
             the per-coordinate steps of adaptive optimizers).
         name: optional name, used for the strength's key in `fit()` logs
@@ -303,7 +301,7 @@ class GroupLasso(ScheduledRegularizer):
     ```
     """
 
-    _needs_scalar_step = True
+    needs_scalar_step = True
 
     def __init__(self, factor: Schedulable = 0.01, axis: int = -1, proximal: bool = False,
                  name: str | None = None):
@@ -329,7 +327,7 @@ class GroupLasso(ScheduledRegularizer):
         axis = self.axis % rank
         return tuple(a for a in range(rank) if a != axis)
 
-    def _check_weight(self, variable):
+    def check_weight(self, variable):
         self._group_axes(variable.shape)
 
     def call(self, x):
@@ -344,9 +342,9 @@ class GroupLasso(ScheduledRegularizer):
         nonzero = ops.not_equal(squares, 0.0)
         safe = ops.where(nonzero, squares, ops.ones_like(squares))
         norms = ops.where(nonzero, ops.sqrt(safe), ops.zeros_like(squares))
-        return ops.cast(live(self.factor), x.dtype) * ops.sum(norms)
+        return ops.cast(read_once(self.factor), x.dtype) * ops.sum(norms)
 
-    def _proximal_map(self, w, step_size, step):
+    def proximal_map(self, w, step_size, step):
         others = self._group_axes(w.shape)
         squares = ops.square(w)
         if others:
@@ -369,6 +367,11 @@ class GroupLasso(ScheduledRegularizer):
 def _no_gradient(x):
     """`x` (a variable, tensor or array) as a tensor that gradients skip."""
     return ops.stop_gradient(ops.convert_to_tensor(x))
+
+
+def _l1_proximal_map(regularizer, w, step_size, step):
+    """The soft-threshold of an `l1` term: by `step_size * l1` at `step`."""
+    return _soft_threshold(w, step_size * regularizer._value_at_step("l1", regularizer.l1, step))
 
 
 def _soft_threshold(w, threshold):

@@ -19,18 +19,20 @@ returns Python floats; `keras_regx.callbacks.SparsityMonitor` logs the same
 figures during `fit()`.
 """
 
-import math
 import numbers
-import weakref
 from typing import Any
 
 import keras
 from keras import ops
 
-from keras_regx.schedules import ArgumentTypeError
-from keras_regx.schedules import check_bool
-from keras_regx.schedules import check_real
-from keras_regx.schedules import describe
+from keras_regx._counting import cached_counter
+from keras_regx._counting import count_dead_slices
+from keras_regx._counting import count_zeros
+from keras_regx._counting import size
+from keras_regx._validation import ArgumentTypeError
+from keras_regx._validation import check_bool
+from keras_regx._validation import check_real
+from keras_regx._validation import describe
 
 __all__ = [
     "fraction_zero",
@@ -55,30 +57,6 @@ def _check_axis(axis, rank):
     return int(axis) % rank
 
 
-def _is_zero(x, threshold):
-    """Boolean mask of the entries of `x` with `abs(x) <= threshold`."""
-    if threshold == 0.0:
-        return ops.equal(x, ops.zeros((), x.dtype))
-    return ops.less_equal(ops.abs(x), ops.cast(threshold, x.dtype))
-
-
-def _size(x):
-    return math.prod(int(d) for d in x.shape)
-
-
-def _zero_count(x, threshold):
-    # Summing the mask itself spares PyTorch an int32 copy of it.
-    return ops.cast(ops.sum(_is_zero(x, threshold)), "int32")
-
-
-def _structured_count(x, threshold, axis):
-    others = tuple(a for a in range(len(x.shape)) if a != axis)
-    dead = _is_zero(x, threshold)
-    if others:
-        dead = ops.all(dead, axis=others)
-    return ops.cast(ops.sum(dead), "int32")
-
-
 def zero_count(x: Any, threshold: float = 0.0) -> int:
     """Number of entries of `x` with `abs(x) <= threshold`, an int32 scalar.
 
@@ -98,7 +76,7 @@ def zero_count(x: Any, threshold: float = 0.0) -> int:
     ```
     """
     threshold = check_real("threshold", threshold, minimum=0.0)
-    return _zero_count(ops.convert_to_tensor(x), threshold)
+    return count_zeros(ops.convert_to_tensor(x), threshold)
 
 
 def fraction_zero(x: Any, threshold: float = 0.0) -> float:
@@ -121,7 +99,7 @@ def fraction_zero(x: Any, threshold: float = 0.0) -> float:
     """
     x = ops.convert_to_tensor(x)
     count = zero_count(x, threshold)
-    return ops.divide(ops.cast(count, "float32"), ops.cast(_size(x), "float32"))
+    return ops.divide(ops.cast(count, "float32"), ops.cast(size(x), "float32"))
 
 
 def structured_count(kernel: Any, threshold: float = 0.0, axis: int = -1) -> int:
@@ -149,7 +127,7 @@ def structured_count(kernel: Any, threshold: float = 0.0, axis: int = -1) -> int
     threshold = check_real("threshold", threshold, minimum=0.0)
     kernel = ops.convert_to_tensor(kernel)
     axis = _check_axis(axis, len(kernel.shape))
-    return _structured_count(kernel, threshold, axis)
+    return count_dead_slices(kernel, threshold, axis)
 
 
 def structured_fraction(kernel: Any, threshold: float = 0.0, axis: int = -1) -> float:
@@ -176,250 +154,6 @@ def structured_fraction(kernel: Any, threshold: float = 0.0, axis: int = -1) -> 
     count = structured_count(kernel, threshold, axis)
     slices = int(kernel.shape[_check_axis(axis, len(kernel.shape))])
     return ops.divide(ops.cast(count, "float32"), ops.cast(slices, "float32"))
-
-
-def _compile(fn):
-    """`fn` compiled for the backend: the one place that switches on it.
-
-    tf.function on TensorFlow, jax.jit on JAX; on PyTorch the eager ops run
-    without autograd recording.
-    """
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(fn)
-    if backend == "jax":
-        import jax
-
-        return jax.jit(fn)
-    if backend == "torch":
-        import torch
-
-        def run(*args):
-            with torch.no_grad():
-                return fn(*args)
-
-        return run
-    return fn
-
-
-def _is_kernel(variable):
-    name = variable.name
-    return name == "kernel" or name.endswith("_kernel")
-
-
-def _is_bias(variable):
-    name = variable.name
-    return name == "bias" or name.endswith("_bias")
-
-
-def _own_variables(layer):
-    # A layer's `weights` include its sublayers'; these are its own.
-    return list(getattr(layer, "_trainable_variables", [])) + list(
-        getattr(layer, "_non_trainable_variables", [])
-    )
-
-
-def _layers(model):
-    """`model` and its layers, nested ones included, once each, depth first
-    in the order they were added (Keras' `_flatten_layers` reverses siblings)."""
-    found, seen, stack = [], set(), [model]
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        found.append(layer)
-        stack.extend(reversed(getattr(layer, "_layers", [])))
-    return found
-
-
-def _signature(model):
-    """The layers with kernels or biases, in walk order, as `(name, ids of
-    those variables)` pairs.
-
-    A counter's figures depend only on this (and on the variables' fixed
-    shapes), so an equal signature means the counter still fits the model.
-    A counter holds the variables it counts, so their ids cannot be reused
-    by new variables meanwhile; a reused id of a bias it ignores is harmless.
-    """
-    signature = []
-    for layer in _layers(model):
-        ids = tuple(
-            id(v) for v in _own_variables(layer) if _is_kernel(v) or _is_bias(v)
-        )
-        if ids:
-            signature.append((layer.name, ids))
-    return tuple(signature)
-
-
-def _ratio(count, total):
-    return count / total if total else float("nan")
-
-
-class _Counter:
-    """Measures a model's sparsity with one compiled pass over its weights.
-
-    The pass maps the list of weight values to one int32 vector of counts
-    (zero entries per weight, then dead slices per structured figure); the
-    sizes are static, so one host transfer of that vector gives every figure.
-    With `penalty=True` the same pass also sums the weight regularization
-    penalties (see `_penalized`).
-    """
-
-    def __init__(self, model, threshold=0.0, per_layer=True, include_bias=False,
-                 structured=False, penalty=False):
-        self.threshold = threshold
-        self.include_bias = include_bias
-        self.signature = _signature(model)
-        seen = set()
-        names = set()
-        self.variables = []  # kernels, then biases
-        self.layers = []  # (key, [kernel indices], [(key, [slice indices])])
-        self.slices = []  # (kernel index, axis, number of slices)
-        biases = []
-        for layer in _layers(model):
-            kernels = []
-            for v in _own_variables(layer):
-                if id(v) in seen:
-                    continue  # a shared or tied weight counts once
-                if _is_kernel(v):
-                    seen.add(id(v))
-                    kernels.append(len(self.variables))
-                    self.variables.append(v)
-                elif include_bias and _is_bias(v):
-                    seen.add(id(v))
-                    biases.append(v)
-            if not kernels or not per_layer:
-                continue
-            key = f"sparsity/{layer.name}"
-            k = 1
-            while key in names:
-                key = f"sparsity/{layer.name}_{k}"
-                k += 1
-            names.add(key)
-            specs = []
-            if structured:
-                for kind, axis in (("units", -1), ("inputs", 0)):
-                    found = []
-                    for i in kernels:
-                        rank = len(self.variables[i].shape)
-                        if rank < 2 or (kind == "inputs" and rank != 2):
-                            continue
-                        found.append(len(self.slices))
-                        self.slices.append(
-                            (i, axis % rank, int(self.variables[i].shape[axis]))
-                        )
-                    if found:
-                        specs.append((f"{key}/{kind}", found))
-            self.layers.append((key, kernels, specs))
-        self.variables += biases
-        self.sizes = [_size(v) for v in self.variables]
-        slices = [(i, axis) for i, axis, _ in self.slices]
-        self.penalty = penalty
-        self.penalized, self.strengths = _penalized(model) if penalty else ([], [])
-        penalized, strengths = self.penalized, self.strengths
-
-        def measure(values, weights, strength_values):
-            out = [_zero_count(x, threshold) for x in values]
-            out += [_structured_count(values[i], threshold, axis) for i, axis in slices]
-            counts = ops.stack(out) if out else ops.zeros((0,), "int32")
-            # Strength variables read as the values passed in: a compiled pass
-            # (jax.jit) would otherwise keep the values it was traced with.
-            total = ops.zeros((), "float32")
-            with keras.StatelessScope(state_mapping=list(zip(strengths, strength_values))):
-                for (_, regularizer), w in zip(penalized, weights):
-                    total = total + ops.cast(regularizer(w), "float32")
-            return counts, total
-
-        self._measure = _compile(measure) if self.variables or penalized else None
-
-    def matches(self, model):
-        """Whether `model`'s weights are still the ones this counter measures."""
-        if _signature(model) != self.signature:
-            return False
-        if not self.penalty:
-            return True
-        pairs = [(id(v), id(r)) for v, r in _penalized(model)[0]]
-        return pairs == [(id(v), id(r)) for v, r in self.penalized]
-
-    def __call__(self):
-        """Returns the figures as a dict of Python floats."""
-        counts, total = [], None
-        if self._measure is not None:
-            counts, total = self._measure(
-                [v.value for v in self.variables],
-                [v.value for v, _ in self.penalized],
-                [v.value for v in self.strengths],
-            )
-            counts = ops.convert_to_numpy(counts).tolist()
-        zeros = counts[: len(self.variables)]
-        dead = counts[len(self.variables):]
-        result = {"sparsity": _ratio(sum(zeros), sum(self.sizes))}
-        if self.penalized:
-            result["regularization_loss"] = float(ops.convert_to_numpy(total))
-        for key, kernels, specs in self.layers:
-            result[key] = _ratio(
-                sum(zeros[i] for i in kernels), sum(self.sizes[i] for i in kernels)
-            )
-            for skey, found in specs:
-                result[skey] = _ratio(
-                    sum(dead[j] for j in found), sum(self.slices[j][2] for j in found)
-                )
-        return result
-
-
-def _penalized(model):
-    """(weight, regularizer) pairs whose penalties Keras adds to the loss, and
-    the variables of those regularizers (keras_regx strengths), once each.
-
-    Keras adds `variable.regularizer(variable)` for every trainable weight of
-    every layer; activity regularizers and `add_loss` terms depend on the
-    inputs and are not among them.
-    """
-    pairs, strengths, seen = [], [], set()
-    for variable in model.trainable_weights:
-        regularizer = getattr(variable, "regularizer", None)
-        if regularizer is None or id(variable) in seen:
-            continue
-        seen.add(id(variable))
-        pairs.append((variable, regularizer))
-        if isinstance(regularizer, keras.layers.Layer):
-            for strength in regularizer.weights:
-                if id(strength) not in seen:
-                    seen.add(id(strength))
-                    strengths.append(strength)
-    return pairs, strengths
-
-
-# The counters `model_sparsity` built, per model: {arguments: _Counter}, the
-# most recently used last. Weak keys, so the cache never keeps a model alive;
-# a counter holds the model's variables and its compiled pass, not the model.
-_COUNTERS = weakref.WeakKeyDictionary()
-# Counters kept per model: a sweep over many thresholds compiles once per
-# threshold and keeps only the latest few.
-_MAX_COUNTERS = 8
-
-
-def _cached_counter(model, threshold, per_layer, include_bias, structured):
-    """The counter for `model` and these arguments, built on first use and
-    rebuilt when the model's weights are no longer the same variables (a
-    layer added, a model rebuilt). The threshold is a constant of the
-    compiled pass, so each threshold has its own counter."""
-    counters = _COUNTERS.get(model)
-    if counters is None:
-        counters = _COUNTERS[model] = {}
-    elif counters and next(iter(counters.values())).signature != _signature(model):
-        counters.clear()  # all share one signature: all stale
-    key = (threshold, per_layer, include_bias, structured)
-    counter = counters.pop(key, None)
-    if counter is None:
-        counter = _Counter(model, threshold, per_layer, include_bias, structured)
-        while len(counters) >= _MAX_COUNTERS:
-            del counters[next(iter(counters))]
-    counters[key] = counter
-    return counter
 
 
 def model_sparsity(model: keras.layers.Layer, threshold: float = 0.0, per_layer: bool = True,
@@ -478,4 +212,4 @@ def model_sparsity(model: keras.layers.Layer, threshold: float = 0.0, per_layer:
     for name, value in (("per_layer", per_layer), ("include_bias", include_bias),
                         ("structured", structured)):
         check_bool(name, value)
-    return _cached_counter(model, threshold, per_layer, include_bias, structured)()
+    return cached_counter(model, threshold, per_layer, include_bias, structured)()

@@ -9,6 +9,7 @@ import math
 import subprocess
 import sys
 import textwrap
+import types
 
 import keras
 import numpy as np
@@ -167,6 +168,80 @@ def fit_under_policy(policy, make_layer, input_shape, jit_compile="auto"):
                             verbose=0, callbacks=[kr.callbacks.RegularizationScheduler()])
     rates = [v for k, v in history.history.items() if k.endswith("/rate")][0]
     return seen[-1], rates, history.history["loss"]
+
+
+# A model whose data loss is 0: its loss is its weight penalty alone. Shared
+# by the tests of the regularization driver (test_callbacks), of resuming
+# interrupted training (test_saving) and of custom loops (test_training_loops).
+W = np.array([[1.0], [-2.0], [3.0]], "float32")
+L1_PENALTY = float(np.abs(W).sum())  # 6
+L2_PENALTY = float(np.square(W).sum())  # 14
+RAMP = schedules.Linear(0.0, 1.0, begin_step=2, end_step=12)
+
+
+def zero_data_loss_model(reg, jit_compile="auto"):
+    """A model whose data loss is 0 and whose weights never move (lr = 0).
+
+    Its loss is therefore exactly the penalty at the current strength.
+    """
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(
+                1,
+                use_bias=False,
+                kernel_initializer=keras.initializers.Constant(W),
+                kernel_regularizer=reg,
+            ),
+        ]
+    )
+    model.compile(keras.optimizers.SGD(0.0), "mse", jit_compile=jit_compile)
+    return model
+
+
+def zeros(n):
+    return np.zeros((n, 3), "float32"), np.zeros((n, 1), "float32")
+
+
+def scheduled_eval_model(name):
+    """A compiled model with a scheduled, proximal ElasticNet named `name` and
+    a ScheduledDropout named "drop": each warns when a training step runs
+    with nothing driving it."""
+    import keras_regx as kr
+
+    reg = kr.regularizers.ElasticNet(l1=RAMP, l2=0.5, proximal=True, name=name)
+    model = keras.Sequential([
+        keras.Input((3,)),
+        kr.layers.ScheduledDropout(schedules.Linear(0.0, 0.5, end_step=4), seed=1, name="drop"),
+        keras.layers.Dense(1, kernel_regularizer=reg),
+    ])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    return model
+
+
+@pytest.fixture
+def compilations(monkeypatch):
+    """Counts the passes keras_regx compiles to measure sparsity.
+
+    `compiled`: calls of `keras_regx._counting.compiled`, one per pass built;
+    `traced`: runs of a pass's Python function (a trace on TensorFlow and
+    JAX; every call on PyTorch, which runs the pass eagerly).
+    """
+    from keras_regx import _counting
+
+    record = types.SimpleNamespace(compiled=0, traced=0)
+    compile_pass = _counting.compiled
+
+    def spy(fn):
+        def counted(*args):
+            record.traced += 1
+            return fn(*args)
+
+        record.compiled += 1
+        return compile_pass(counted)
+
+    monkeypatch.setattr(_counting, "compiled", spy)
+    return record
 
 
 def run_python(code, tmp_path):

@@ -66,6 +66,11 @@ REGULARIZERS = {
 }
 
 CALLBACKS = {
+    "RegularizationDriver": [
+        callbacks.RegularizationDriver(),
+        callbacks.RegularizationDriver(update_freq="epoch", log=False),
+    ],
+    # The former name of the same class.
     "RegularizationScheduler": [
         callbacks.RegularizationScheduler(),
         callbacks.RegularizationScheduler(update_freq="epoch", log=False),

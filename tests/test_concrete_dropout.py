@@ -367,6 +367,24 @@ def test_save_load_in_fresh_process_and_keep_training(tmp_path):
     assert got["after"] != rates  # the rate keeps learning after loading
 
 
+
+def test_saved_layout_is_the_rate_then_the_seed_state():
+    # Files of earlier versions hold, for the wrapper, `p_logit` then the
+    # mask generator's state, and the wrapped layer's weights under its own
+    # name: the order and number stay, so those files load with every value.
+    layer = ConcreteDropout(keras.layers.Dense(2), seed=4)
+    layer(np.ones((1, 3), "float32"))
+    store = {}
+    layer.save_own_variables(store)
+    assert list(store) == ["0", "1"]
+    assert store["0"] is layer.p_logit and store["1"] is layer.seed_generator.state
+    expected = [layer.p_logit, layer.seed_generator.state, layer.layer.kernel, layer.layer.bias]
+    assert len(layer.variables) == len(expected)
+    assert all(got is want for got, want in zip(layer.variables, expected))
+    # `seed` is kept as given; the generator is separate state.
+    assert layer.seed == 4
+    assert ConcreteDropout(keras.layers.Dense(2)).seed is None
+
 @pytest.mark.parametrize(
     "kwargs,exc,match",
     [

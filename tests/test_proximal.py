@@ -284,7 +284,7 @@ def test_layer_constraint_runs_after_the_proximal_step():
     kernel = ops.convert_to_numpy(dense.kernel)
     assert (kernel >= 0.0).all() and (kernel == 0.0).any()
     installed = dense.kernel.constraint
-    assert isinstance(installed, _proximal._ProximalStep)
+    assert isinstance(installed, _proximal.ProximalStep)
     assert isinstance(installed.constraint, keras.constraints.NonNeg)
     # The layer's own config still names only the user's constraint.
     assert dense.get_config()["kernel_constraint"]["class_name"] == "NonNeg"

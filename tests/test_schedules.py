@@ -12,6 +12,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from keras import ops
 
+from keras_regx import _validation
 from keras_regx import schedules
 
 STEPS = [0, 1, 5, 10, 15, 20, 25, 30, 50, 1000]
@@ -251,14 +252,14 @@ def test_piecewise_constant_accepts_a_boundary_at_zero_like_keras():
 
 def test_real_arguments_up_to_float32_max_are_accepted():
     largest = float(np.finfo("float32").max)
-    assert schedules.check_real("x", largest) == largest
-    assert schedules.check_real("x", -largest) == -largest
+    assert _validation.check_real("x", largest) == largest
+    assert _validation.check_real("x", -largest) == -largest
     assert schedules.Constant(largest).value == largest
-    assert schedules.check_schedulable("x", 1e38) == 1e38
+    assert _validation.check_schedulable("x", 1e38) == 1e38
     with pytest.raises(ValueError, match="`x`.*float32's range"):
-        schedules.check_real("x", float(np.nextafter(largest, math.inf)))
+        _validation.check_real("x", float(np.nextafter(largest, math.inf)))
     with pytest.raises(ValueError, match="`x`.*float32's range"):
-        schedules.check_schedulable("x", -1e300, minimum=None)
+        _validation.check_schedulable("x", -1e300, minimum=None)
 
 
 def test_config_with_out_of_range_value_is_refused_on_load():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import keras_regx as kr
+from keras_regx import _counting
 from keras_regx import schedules
 from keras_regx import sparsity
 
@@ -192,19 +193,7 @@ def test_repeated_calls_read_new_weights_and_threshold():
     assert set(sparsity.model_sparsity(model, 0.5, structured=True).values()) == {1.0}
 
 
-def test_repeated_calls_compile_once(monkeypatch):
-    compiled, traced = [], []
-    compile_pass = sparsity._compile
-
-    def spy(fn):
-        def counted(*args):
-            traced.append(fn)
-            return fn(*args)
-
-        compiled.append(fn)
-        return compile_pass(counted)
-
-    monkeypatch.setattr(sparsity, "_compile", spy)
+def test_repeated_calls_compile_once(compilations):
     model, owned = nested_model()
     rng = np.random.default_rng(4)
     for _ in range(3):
@@ -212,24 +201,35 @@ def test_repeated_calls_compile_once(monkeypatch):
             got = sparsity.model_sparsity(model, threshold, structured=True)
             assert got == np_model_sparsity(owned, threshold, True, False, True)
         owned = fill_nested(model, rng)
-    assert len(compiled) == 2  # one pass per threshold
+    assert compilations.compiled == 2  # one pass per threshold
     if keras.backend.backend() != "torch":  # PyTorch runs the pass eagerly
-        assert len(traced) == 2  # and no retracing
+        assert compilations.traced == 2  # and no retracing
 
 
-def test_cache_keeps_few_counters_per_model():
+def test_cache_keeps_few_counters_per_model(compilations):
+    # A sweep over more thresholds than the cache keeps per model compiles a
+    # pass for each and keeps exactly the latest `MAX_COUNTERS` passes.
+    kept = _counting.MAX_COUNTERS
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    for i in range(sparsity._MAX_COUNTERS + 2):
-        sparsity.model_sparsity(model, threshold=i / 16)
-    counters = sparsity._COUNTERS[model]
-    assert len(counters) == sparsity._MAX_COUNTERS
-    assert next(reversed(counters))[0] == (sparsity._MAX_COUNTERS + 1) / 16
+    thresholds = [i / 16 for i in range(kept + 2)]
+
+    def compiles(threshold):
+        before = compilations.compiled
+        sparsity.model_sparsity(model, threshold=threshold)
+        return compilations.compiled > before
+
+    assert all(compiles(t) for t in thresholds)
+    # The latest `kept` (the newest included) measure again without compiling...
+    assert not any(compiles(t) for t in reversed(thresholds[2:]))
+    # ... and no more are kept: the newest of those before them compiles again.
+    assert compiles(thresholds[1]) and compiles(thresholds[0])
 
 
-def test_cache_does_not_keep_model_alive():
+def test_cache_does_not_keep_model_alive(compilations):
     model, _ = nested_model()
     sparsity.model_sparsity(model, structured=True)
-    assert model in sparsity._COUNTERS
+    sparsity.model_sparsity(model, structured=True)
+    assert compilations.compiled == 1  # the cache holds the model's pass
     ref = weakref.ref(model)
     del model
     gc.collect()

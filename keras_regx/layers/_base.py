@@ -6,8 +6,8 @@ draw their own masks from `keras.random.uniform`: `keep = u >= rate` with
 `u ~ U[0, 1)` keeps each unit with probability `1 - rate` exactly.
 
 Every layer draws from its own `SeedGenerator` and saves the generator's
-state with its weights (`SeedStateSaving`), so a model loaded from a file
-draws the masks the saved one would have drawn next.
+state with its weights (`SeededLayer`), so a model loaded from a file draws
+the masks the saved one would have drawn next.
 """
 
 import numbers
@@ -16,10 +16,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_regx._backend import keras_dropout_draws_from_seed
 from keras_regx._hyperparameters import ScheduledHyperparameters
 from keras_regx._hyperparameters import revive_schedules
-from keras_regx.schedules import ArgumentTypeError
-from keras_regx.schedules import describe
+from keras_regx._validation import ArgumentTypeError
+from keras_regx._validation import describe
 
 
 # Seeds are ints in [0, SEED_LIMIT): what `keras.random.SeedGenerator` takes
@@ -119,15 +120,13 @@ def dropout(x, rate, noise_shape, seed):
     if isinstance(rate, float):
         if rate == 0.0:
             return x
-        # Keras' PyTorch dropout ignores a SeedGenerator made with seed=None
-        # when no noise_shape is given: it draws from torch's global generator,
-        # so a model loaded from a file would not draw the masks the saved one
-        # would have. `keep_mask` always draws from the layer's generator (and
-        # measured faster on CPU than Keras' seeded PyTorch path). A rate
-        # whose scale overflows the dtype (Keras' kernels would give inf and
-        # nan) takes `keep_scale`'s 0 below too.
+        # Where Keras' kernel would not draw from the layer's generator (see
+        # `keras_dropout_draws_from_seed`), `keep_mask` does (and measured
+        # faster on CPU than Keras' seeded PyTorch path). A rate whose scale
+        # overflows the dtype (Keras' kernels would give inf and nan) takes
+        # `keep_scale`'s 0 below too.
         scale = keep_scale(rate, x.dtype)
-        if keras.backend.backend() != "torch" and scale != 0.0:
+        if keras_dropout_draws_from_seed() and scale != 0.0:
             return keras.random.dropout(x, rate, noise_shape=noise_shape, seed=seed)
     else:
         rate = ops.convert_to_tensor(rate)
@@ -156,8 +155,14 @@ def keep_scale(rate, dtype):
     return ops.where(ops.isfinite(scale), scale, ops.zeros((), dtype))
 
 
-class SeedStateSaving:
-    """Mixin for a `keras.layers.Layer` with a `seed_generator` attribute.
+class SeededLayer(keras.layers.Layer):
+    """Base class: a layer that draws its randomness from its own seed.
+
+    Keeps `seed` as given (checked by `check_seed`) and draws from a separate
+    `SeedGenerator`, as Keras' `Dropout` does: tracked layer state, so JAX's
+    compiled steps advance it. The other arguments go to the next base's
+    `__init__` (`keras.layers.Layer`, or a second base listed after this one:
+    `keras.layers.Dense`, `keras.layers.Wrapper`).
 
     Saves the generator's state after the layer's own variables (Keras'
     `Dropout` does not save it): a model loaded from a file draws the masks
@@ -167,6 +172,12 @@ class SeedStateSaving:
     written without the state, by earlier versions, still load; the
     generator then keeps its fresh state.
     """
+
+    def __init__(self, *args, seed=None, **kwargs):
+        seed = check_seed(seed)
+        super().__init__(*args, **kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
 
     def _saved_variables(self):
         return (
@@ -195,20 +206,16 @@ class SeedStateSaving:
             variable.assign(store[str(i)])
 
 
-class ScheduledLayer(ScheduledHyperparameters, SeedStateSaving, keras.layers.Layer):
-    """Base class: a layer with schedulable arguments and its own seed.
+class ScheduledLayer(ScheduledHyperparameters, SeededLayer):
+    """Base class: a seeded layer (`SeededLayer`) with schedulable arguments.
 
-    Keeps `seed` as given and draws from a separate `SeedGenerator` (tracked
-    layer state, so JAX's compiled steps advance it), as Keras' `Dropout` does.
     A scheduled argument's variable is created in `__init__`, so that it
     exists before any call (Keras refuses new state on a built layer).
     """
 
-    def __init__(self, seed=None, **kwargs):
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._init_scheduled()
-        self.seed = check_seed(seed)
-        self.seed_generator = keras.random.SeedGenerator(self.seed)
 
     def _build_if_stateless(self):
         """Marks the layer built unless its class overrides `build()`.

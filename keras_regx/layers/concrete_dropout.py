@@ -5,12 +5,11 @@ import math
 import keras
 from keras import ops
 
-from keras_regx.layers._base import SeedStateSaving
-from keras_regx.layers._base import check_seed
-from keras_regx.schedules import ArgumentTypeError
-from keras_regx.schedules import check_bool
-from keras_regx.schedules import check_real
-from keras_regx.schedules import describe
+from keras_regx._validation import ArgumentTypeError
+from keras_regx._validation import check_bool
+from keras_regx._validation import check_real
+from keras_regx._validation import describe
+from keras_regx.layers._base import SeededLayer
 
 __all__ = [
     "ConcreteDropout",
@@ -37,7 +36,7 @@ def _logit(p):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class ConcreteDropout(SeedStateSaving, keras.layers.Wrapper):
+class ConcreteDropout(SeededLayer, keras.layers.Wrapper):
     """Wraps a layer and learns the dropout rate of its inputs (Concrete dropout).
 
     The drop probability `p = sigmoid(p_logit)` is a trainable weight of the
@@ -76,7 +75,7 @@ class ConcreteDropout(SeedStateSaving, keras.layers.Wrapper):
 
     Inference follows the paper: masks are still sampled (Monte Carlo dropout),
     so predictions are random and are averaged over samples, e.g. with
-    `keras_regx.utils.mc_predict`. With `mc_inference=False` the wrapper is the
+    `keras_regx.uncertainty.mc_predict`. With `mc_inference=False` the wrapper is the
     identity on the inputs outside training (the standard dropout
     approximation: the mask replaced by its mean, 1). The noise and `p` are
     computed in float32 whatever the layer's dtype. The state of the mask
@@ -170,9 +169,7 @@ class ConcreteDropout(SeedStateSaving, keras.layers.Wrapper):
             )
         self.temperature = check_real("temperature", temperature, minimum=0.0, strict=True)
         self.mc_inference = check_bool("mc_inference", mc_inference)
-        self.seed = check_seed(seed)
-        super().__init__(layer, **kwargs)
-        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        super().__init__(layer, seed=seed, **kwargs)
         low, high = _logit(self.init_min), _logit(self.init_max)
         if low == high:
             initializer = keras.initializers.Constant(low)

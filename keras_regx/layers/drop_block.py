@@ -33,12 +33,13 @@ import operator
 import keras
 from keras import ops
 
-from keras_regx._hyperparameters import live
+from keras_regx._backend import fast_stride_one_pooling
+from keras_regx._backend import read_once
+from keras_regx._validation import ArgumentTypeError
+from keras_regx._validation import Schedulable
+from keras_regx._validation import describe
 from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import keep_scale
-from keras_regx.schedules import ArgumentTypeError
-from keras_regx.schedules import Schedulable
-from keras_regx.schedules import describe
 
 __all__ = [
     "DropBlock1D",
@@ -90,13 +91,12 @@ def check_data_format(data_format):
 def _window_max(x, axis, size):
     """The maximum of `x` over windows of `size` along `axis` (stride 1, 'valid').
 
-    `x` is channels-last. PyTorch's CPU max pooling with stride 1 measured about
-    three times slower than this log-depth maximum of shifted slices there;
-    TensorFlow's and JAX's pooling were as fast or faster than the slices.
+    `x` is channels-last. Keras' pooling where it is the fastest, else a
+    log-depth maximum of shifted slices (see `fast_stride_one_pooling`).
     """
     if size == 1:
         return x
-    if keras.backend.backend() != "torch":
+    if fast_stride_one_pooling():
         pool_size = [1] * (len(x.shape) - 2)
         pool_size[axis - 1] = size
         return ops.max_pool(x, tuple(pool_size), strides=1, padding="valid",
@@ -232,7 +232,7 @@ class _DropBlock(ScheduledLayer):
             # The noise is i.i.d., so it is drawn and pooled channels-last
             # (TensorFlow pools only that layout) and the mask transposed.
             shape = [shape[0], *shape[2:], shape[1]]
-        rate = live(self.rate)
+        rate = read_once(self.rate)
         keep = keep_block_mask(shape, self._block, rate, self.seed_generator)
         if channels_first:
             keep = ops.transpose(keep, (0, self._RANK + 1, *range(1, self._RANK + 1)))
@@ -267,7 +267,7 @@ class DropBlock1D(_DropBlock):
     sequence too, and the expected output equals the input; at inference it
     is the identity. A `block_size` longer than the sequence acts as its
     length. With `block_size=1` it is dropout. A scheduled rate is moved
-    along its schedule by `keras_regx.callbacks.RegularizationScheduler`
+    along its schedule by `keras_regx.callbacks.RegularizationDriver`
     inside compiled `fit()` and logged as `"<layer name>/rate"`.
 
     Args:
@@ -327,7 +327,7 @@ class DropBlock2D(_DropBlock):
     approximates this `gamma` and drops units near the edges less often.
     With `block_size=1` it is dropout.
     A scheduled rate (the paper ramps it up linearly) is moved along its
-    schedule by `keras_regx.callbacks.RegularizationScheduler` inside compiled
+    schedule by `keras_regx.callbacks.RegularizationDriver` inside compiled
     `fit()` and logged as `"<layer name>/rate"`.
 
     Args:

@@ -5,12 +5,12 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_regx._hyperparameters import live
+from keras_regx._backend import read_once
+from keras_regx._validation import Schedulable
+from keras_regx._validation import check_bool
 from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import keep_mask
 from keras_regx.layers._base import keep_scale
-from keras_regx.schedules import Schedulable
-from keras_regx.schedules import check_bool
 
 __all__ = [
     "DropConnectDense",
@@ -23,10 +23,10 @@ def _drop_weight(weight, rate, seed):
     """Inverted dropout of a weight: `weight * keep / (1 - rate)`.
 
     `keep` is `keep_mask`'s uniform draw compared with the rate, applied as
-    one multiply by a float mask. On PyTorch this costs about 0.8x of
+    one multiply by a float mask. On PyTorch this is cheaper than
     `keras.random.dropout` (Bernoulli sampling) in the DropConnect benchmark
-    step, 0.9x with a scheduled rate (benchmarks/RESULTS.md); on TensorFlow
-    and JAX the two are the same within noise.
+    step; on TensorFlow and JAX the two are the same within noise (figures:
+    benchmarks/RESULTS.md).
     """
     weight = weight.value if isinstance(weight, keras.Variable) else weight
     if isinstance(rate, float):
@@ -54,7 +54,7 @@ class DropConnectDense(ScheduledLayer, keras.layers.Dense):
         units: positive int, output dimension.
         rate: float in [0, 1), the probability of dropping each weight, or a
             schedule of such values (driven by
-            `keras_regx.callbacks.RegularizationScheduler`). A rate whose
+            `keras_regx.callbacks.RegularizationDriver`). A rate whose
             scale `1 / (1 - rate)` overflows the compute dtype (above about
             0.99998 under float16, or a scheduled rate that rounds to 1 in
             float32) drops every weight: the output is `activation(bias)`.
@@ -104,7 +104,7 @@ class DropConnectDense(ScheduledLayer, keras.layers.Dense):
     def call(self, inputs, training=False):
         kernel, bias = self.kernel, self.bias
         if self._training(training):
-            rate = live(self.rate)
+            rate = read_once(self.rate)
             kernel = _drop_weight(kernel, rate, self.seed_generator)
             if bias is not None and self.drop_bias:
                 bias = _drop_weight(bias, rate, self.seed_generator)

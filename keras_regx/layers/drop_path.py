@@ -2,10 +2,10 @@
 
 import keras
 
-from keras_regx._hyperparameters import live
+from keras_regx._backend import read_once
+from keras_regx._validation import Schedulable
 from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import dropout
-from keras_regx.schedules import Schedulable
 
 __all__ = [
     "DropPath",
@@ -25,7 +25,7 @@ class DropPath(ScheduledLayer):
     value; at inference it is the identity. Apply it to the branch, before the
     residual addition. `StochasticDepth` is the same class. The rate may follow
     a schedule (e.g. grow over training), driven by
-    `keras_regx.callbacks.RegularizationScheduler`; for the usual depth-wise
+    `keras_regx.callbacks.RegularizationDriver`; for the usual depth-wise
     rule give block `i` of `n` the rate `max_rate * i / (n - 1)`.
 
     Args:
@@ -65,7 +65,7 @@ class DropPath(ScheduledLayer):
         if not self._training(training):
             return inputs
         noise_shape = (None,) + (1,) * (len(inputs.shape) - 1)
-        return dropout(inputs, live(self.rate), noise_shape, self.seed_generator)
+        return dropout(inputs, read_once(self.rate), noise_shape, self.seed_generator)
 
     def compute_output_shape(self, input_shape):
         return input_shape

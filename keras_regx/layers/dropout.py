@@ -4,12 +4,12 @@ from collections.abc import Sequence
 
 import keras
 
-from keras_regx._hyperparameters import live
+from keras_regx._backend import read_once
+from keras_regx._validation import Schedulable
 from keras_regx.layers._base import ScheduledLayer
 from keras_regx.layers._base import check_noise_shape
 from keras_regx.layers._base import check_noise_shape_fits
 from keras_regx.layers._base import dropout
-from keras_regx.schedules import Schedulable
 
 __all__ = [
     "MCDropout",
@@ -30,7 +30,7 @@ class ScheduledDropout(ScheduledLayer):
     PyTorch the mask is drawn from the layer's seed generator whatever the
     seed, where Keras' `Dropout` with `seed=None` uses torch's global
     generator). A scheduled rate is moved along
-    its schedule by `keras_regx.callbacks.RegularizationScheduler` inside
+    its schedule by `keras_regx.callbacks.RegularizationDriver` inside
     compiled `fit()`, like a scheduled regularizer strength, and is logged as
     `"<layer name>/rate"`.
 
@@ -79,7 +79,7 @@ class ScheduledDropout(ScheduledLayer):
         # model): a float and a scheduled rate refuse the same shapes.
         check_noise_shape_fits(self.noise_shape, inputs.shape)
         if self._drops(training):
-            return dropout(inputs, live(self.rate), self.noise_shape, self.seed_generator)
+            return dropout(inputs, read_once(self.rate), self.noise_shape, self.seed_generator)
         return inputs
 
     def compute_output_shape(self, input_shape):
@@ -102,7 +102,7 @@ class MCDropout(ScheduledDropout):
     Gal & Ghahramani (2016) read a network trained with dropout as an
     approximate Bayesian model: predictions made with dropout still active,
     averaged over many masks, estimate the predictive mean, and their spread
-    the model's uncertainty. `keras_regx.utils.mc_predict` draws those samples
+    the model's uncertainty. `keras_regx.uncertainty.mc_predict` draws those samples
     in batched forward passes. Training behaviour is `ScheduledDropout`'s,
     scheduled rates included.
 
