@@ -1,15 +1,24 @@
 """Training-step cost of the keras_regx dropout layers against Keras' Dropout.
 
 For the backend in KERAS_BACKEND, two models, each built once per
-configuration and timed side by side (interleaved repetitions, medians):
+configuration and timed side by side (`_timing`: interleaved repetitions,
+medians, paired ratios with 95% intervals):
 
 - activations: Conv2D(32) -> drop -> Conv2D(32) -> drop -> pooling -> Dense(10)
   on 32x32x32 inputs, batch 32: the drop layers act on (32, 32, 32, 32)
-  tensors, so their cost is visible next to the convolutions.
+  tensors, so their cost is visible next to the convolutions. Paired ratios
+  to `keras.layers.Dropout(0.1)`.
 - weights: three Dense(512) layers with Dropout(0.3) after each, against three
-  DropConnectDense(512, rate=0.3), batch 128.
+  DropConnectDense(512, rate=0.3), batch 128. Paired ratios to Dense + Dropout.
+
+Each model also runs with a second, separately built Keras Dropout model
+("(control)"): its ratio to the first shows how far two identical models
+drift apart in the same run. `--only` times the named configurations with
+their model's reference and control, e.g. ScheduledDropout at a constant rate
+against Keras' Dropout alone:
 
     KERAS_BACKEND=jax python benchmarks/bench_dropout.py [--reps 7] [--steps 20]
+    KERAS_BACKEND=tensorflow python benchmarks/bench_dropout.py --only ScheduledDropout --reps 9
 """
 
 import json
@@ -22,14 +31,19 @@ import numpy as np
 
 import keras_regx as kr
 from _timing import header
-from _timing import medians
-from _timing import paired_ratio
+from _timing import milliseconds
+from _timing import only_option
+from _timing import paired_ratios
 from _timing import run_from_command_line
+from _timing import select
 from _timing import time_fits_per_rep
 
 RATE = 0.1
 IMAGE, CHANNELS, IMAGE_BATCH = 32, 32, 32
 UNITS, DENSE_BATCH = 512, 128
+# Per model: the configuration the others are compared with, and its control.
+ACTIVATIONS = ("keras Dropout", "keras Dropout (control)")
+WEIGHTS = ("Dense + keras Dropout", "Dense + keras Dropout (control)")
 
 
 def ramp(steps):
@@ -97,42 +111,36 @@ def mlp_model(make_dense, make_drop):
 
 
 def scheduler_for(names):
-    return {n: [kr.callbacks.RegularizationScheduler()] for n in names if "scheduled" in n}
+    return {n: [kr.callbacks.RegularizationDriver()] for n in names if "scheduled" in n}
 
 
-def main(reps, steps):
+def main(reps, steps, only=None):
     rng = np.random.default_rng(0)
     total = (reps + 1) * steps
+    result = header(reps, steps)
 
-    x = rng.normal(size=(IMAGE_BATCH * steps, IMAGE, IMAGE, CHANNELS)).astype("float32")
-    y = rng.normal(size=(IMAGE_BATCH * steps, 10)).astype("float32")
-    configs = activation_configurations(total)
-    models = {name: conv_model(make) for name, make in configs.items()}
-    conv = time_fits_per_rep(models, scheduler_for(configs), x, y, IMAGE_BATCH, reps)
+    configs = select(activation_configurations(total), only, ACTIVATIONS)
+    if configs:
+        x = rng.normal(size=(IMAGE_BATCH * steps, IMAGE, IMAGE, CHANNELS)).astype("float32")
+        y = rng.normal(size=(IMAGE_BATCH * steps, 10)).astype("float32")
+        models = {name: conv_model(make) for name, make in configs.items()}
+        conv = time_fits_per_rep(models, scheduler_for(configs), x, y, IMAGE_BATCH, reps)
+        result["activations_ms"] = milliseconds(conv)
+        result["activations_ratio"] = paired_ratios(conv, ACTIVATIONS[0])
 
-    x = rng.normal(size=(DENSE_BATCH * steps, UNITS)).astype("float32")
-    y = rng.normal(size=(DENSE_BATCH * steps, 10)).astype("float32")
-    configs = weight_configurations(total)
-    models = {name: mlp_model(*makers) for name, makers in configs.items()}
-    mlp = time_fits_per_rep(models, scheduler_for(configs), x, y, DENSE_BATCH, reps)
+    configs = select(weight_configurations(total), only, WEIGHTS)
+    if configs:
+        x = rng.normal(size=(DENSE_BATCH * steps, UNITS)).astype("float32")
+        y = rng.normal(size=(DENSE_BATCH * steps, 10)).astype("float32")
+        models = {name: mlp_model(*makers) for name, makers in configs.items()}
+        mlp = time_fits_per_rep(models, scheduler_for(configs), x, y, DENSE_BATCH, reps)
+        result["weights_ms"] = milliseconds(mlp)
+        result["weights_ratio"] = paired_ratios(mlp, WEIGHTS[0])
 
-    def medians_ms(times):
-        return {k: round(v * 1e3, 3) for k, v in medians(times).items()}
-
-    def ratios(times, reference):
-        """Paired ratio to `reference`: median and 95% interval."""
-        return {k: paired_ratio(times, k, reference) for k in times if k != reference}
-
-    result = {
-        **header(reps, steps),
-        "activations_ms": medians_ms(conv),
-        "activations_ratio": ratios(conv, "keras Dropout"),
-        "weights_ms": medians_ms(mlp),
-        "weights_ratio": ratios(mlp, "Dense + keras Dropout"),
-    }
     print(json.dumps(result))
     return result
 
 
 if __name__ == "__main__":
-    run_from_command_line(main, reps=7, steps=20)
+    names = [*activation_configurations(1), *weight_configurations(1)]
+    run_from_command_line(main, reps=7, steps=20, only=only_option(names))

@@ -1,4 +1,4 @@
-"""What `RegularizationScheduler` costs a training step, by number of objects.
+"""What `RegularizationDriver` costs a training step, by number of objects.
 
 Two models, each with one regularizer object per kernel and per bias:
 
@@ -11,7 +11,7 @@ Three configurations of each, timed side by side (`_timing`):
 - `constant`: `kr.ElasticNet(1e-5, 1e-4)` per kernel and bias;
 - `scheduled`: `kr.ElasticNet(ramp, ramp)` per kernel and bias, with one
   `ramp` schedule object (a Linear ramp that changes at every step), driven
-  by `RegularizationScheduler(update_freq="batch")`;
+  by `RegularizationDriver(update_freq="batch")`;
 - `scheduled, a schedule per object`: the same, but each object builds its
   own (equal) ramps, so each holds its own variables until the first `fit()`
   joins them (the warm-up fit here; `variables` counts them after the runs).
@@ -21,13 +21,11 @@ intervals, and, timed alone, the scheduler's host work per step (its
 `on_train_batch_begin` and `on_train_batch_end`) and per `fit()` (its
 `on_train_begin`).
 
-    KERAS_BACKEND=jax python benchmarks/bench_scheduler.py [--size 48] [--reps 9] [--steps 200]
+    KERAS_BACKEND=jax python benchmarks/bench_scheduler.py [--size 48] [--reps 21] [--steps 100]
 """
 
 import json
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -36,6 +34,7 @@ import numpy as np
 
 import keras_regx as kr
 from _timing import header
+from _timing import median_seconds
 from _timing import medians
 from _timing import paired_ratio
 from _timing import run_from_command_line
@@ -63,26 +62,28 @@ def build(layers, units, make_reg):
 
 def hook_cost(model, calls, rounds):
     """Seconds of host work per step, and per `fit()` start, of the scheduler."""
-    scheduler = kr.callbacks.RegularizationScheduler()
+    scheduler = kr.callbacks.RegularizationDriver()
     scheduler.set_model(model)
-    start = time.perf_counter()
-    for _ in range(rounds):
+
+    def fit_start():
         scheduler.on_train_begin()
         scheduler.on_train_end()
-    per_fit = (time.perf_counter() - start) / rounds
+
+    per_fit = median_seconds(fit_start, rounds)
     # As fit() leaves it between steps: attached, mid-epoch.
     scheduler.on_train_begin()
     scheduler.on_epoch_begin(0)
     scheduler.on_train_batch_begin(0)
-    logs, per_step = {"loss": 0.0}, []
-    for r in range(rounds):
-        start = time.perf_counter()
-        for b in range(1, calls + 1):
-            scheduler.on_train_batch_begin(r * calls + b)
-            scheduler.on_train_batch_end(r * calls + b, logs)
-        per_step.append((time.perf_counter() - start) / calls)
+    logs, batch = {"loss": 0.0}, [0]
+
+    def step():
+        batch[0] += 1
+        scheduler.on_train_batch_begin(batch[0])
+        scheduler.on_train_batch_end(batch[0], logs)
+
+    per_step = median_seconds(step, rounds, number=calls)
     scheduler.on_train_end()
-    return statistics.median(per_step), per_fit
+    return per_step, per_fit
 
 
 def main(size, reps, steps, calls=500):
@@ -101,7 +102,7 @@ def main(size, reps, steps, calls=500):
         "scheduled, a schedule per object": lambda: kr.ElasticNet(ramp(), ramp()),
     }
     models = {name: build(layers, units, make) for name, make in makers.items()}
-    callbacks = {name: [kr.callbacks.RegularizationScheduler()] for name in makers
+    callbacks = {name: [kr.callbacks.RegularizationDriver()] for name in makers
                  if name != "constant"}
     times = time_fits_per_rep(models, callbacks, x, y, BATCH, reps)
     hooks = {name: hook_cost(models[name], calls, rounds=5) for name in callbacks}
@@ -119,5 +120,5 @@ def main(size, reps, steps, calls=500):
 
 
 if __name__ == "__main__":
-    run_from_command_line(main, reps=9, steps=200,
+    run_from_command_line(main, reps=21, steps=100,
                           size={"type": int, "choices": sorted(SIZES), "default": 48})

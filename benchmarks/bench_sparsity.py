@@ -3,11 +3,13 @@
 For the backend in KERAS_BACKEND, builds the 24-layer MLP of
 `bench_regularizers.py` (256 units, batch 64) twice, trains one with
 `SparsityMonitor()` (update_freq="epoch") and one without, in interleaved
-repetitions of one epoch each (`_timing.time_fits`), and reports the median
-epoch times and their ratio. Since this machine's noise (several %) hides a 1%
-cost, it also times the monitor's measurement alone (median of many calls)
-as a fraction of the epoch time, and the scan's throughput (weight bytes per
-second) against a plain device copy of the same weights (one compiled
+repetitions of one epoch each (`_timing`), and reports the median epoch
+times and their ratio. Since a noisy machine's spread (several %) hides a 1%
+cost, it also times the monitor's measurement alone (the compiled pass the
+monitor builds, `keras_regx._counting.Counter`, and its host transfer; median
+of `--calls` calls) as a fraction of the epoch time, and the scan's
+throughput (weight bytes per second: one compiled pass counting the zeros of
+every weight) against a plain device copy of the same weights (one compiled
 elementwise pass writing every weight once).
 
     KERAS_BACKEND=jax python benchmarks/bench_sparsity.py [--reps 9] [--steps 30] [--calls 200]
@@ -15,8 +17,6 @@ elementwise pass writing every weight once).
 
 import json
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -26,12 +26,16 @@ from keras import ops
 
 import keras_regx as kr
 from _timing import header
+from _timing import median_seconds
+from _timing import medians
 from _timing import run_from_command_line
-from _timing import time_fits
+from _timing import time_fits_per_rep
 from bench_regularizers import BATCH
 from bench_regularizers import UNITS
 from bench_regularizers import build
-from keras_regx.sparsity import _compile
+from keras_regx._backend import compiled
+from keras_regx._counting import Counter
+from keras_regx._counting import count_zeros
 
 
 def _sync(out):
@@ -52,35 +56,30 @@ def _sync(out):
         ops.convert_to_numpy(out[0][(0,) * len(out[0].shape)])
 
 
-def median_seconds(fn, calls):
-    fn()  # compile
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(reps, steps, calls):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(BATCH * steps, UNITS)).astype("float32")
     y = rng.normal(size=(BATCH * steps, 1)).astype("float32")
     models = {"none": build(lambda: None), "monitor": build(lambda: None)}
-    monitor = kr.callbacks.SparsityMonitor()
-    medians = time_fits(models, {"monitor": [monitor]}, x, y, BATCH, reps)
-    epoch = {k: v * steps for k, v in medians.items()}
+    callbacks = {"monitor": [kr.callbacks.SparsityMonitor()]}
+    times = time_fits_per_rep(models, callbacks, x, y, BATCH, reps)
+    epoch = {k: v * steps for k, v in medians(times).items()}
 
+    # What SparsityMonitor() measures at each epoch end: one compiled pass
+    # (its default regularization_loss=True sums the penalties too) and one
+    # host transfer of the counts.
     model = models["monitor"]
-    measure = median_seconds(monitor._measure, calls)  # counts + host transfer
-    counter = monitor._counter
-    values = [v.value for v in counter.variables]
-    nbytes = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in counter.variables)
-    scan = median_seconds(
-        lambda: ops.convert_to_numpy(counter._measure(values, [], [])[0]), calls)
-    copy_fn = _compile(lambda vals: [ops.negative(v) for v in vals])
+    counter = Counter(model, penalty=True)
+    measure = median_seconds(counter, calls)
+    assert counter() == kr.sparsity.model_sparsity(model)
+
+    variables = counter.variables
+    values = [v.value for v in variables]
+    nbytes = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+    scan_fn = compiled(lambda vals: ops.stack([count_zeros(v, 0.0) for v in vals]))
+    scan = median_seconds(lambda: ops.convert_to_numpy(scan_fn(values)), calls)
+    copy_fn = compiled(lambda vals: [ops.negative(v) for v in vals])
     copy = median_seconds(lambda: _sync(copy_fn(values)), calls)
-    assert monitor._measure() == kr.sparsity.model_sparsity(model)
 
     result = {
         **header(reps, steps),
@@ -88,7 +87,7 @@ def main(reps, steps, calls):
         "ratio_monitor_to_none": round(epoch["monitor"] / epoch["none"], 4),
         "measure_ms": round(measure * 1e3, 4),
         "measure_fraction_of_epoch": round(measure / epoch["none"], 5),
-        "weights": len(counter.variables),
+        "weights": len(variables),
         "weight_bytes": nbytes,
         "scan_GB_per_s": round(nbytes / scan / 1e9, 3),
         "copy_GB_per_s": round(nbytes / copy / 1e9, 3),

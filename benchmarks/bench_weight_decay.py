@@ -25,8 +25,8 @@ import numpy as np
 
 import keras_regx as kr
 from _timing import header
-from _timing import medians
-from _timing import paired_ratio
+from _timing import milliseconds
+from _timing import paired_ratios
 from _timing import run_from_command_line
 from _timing import time_fits_per_rep
 from bench_regularizers import BATCH
@@ -63,9 +63,8 @@ def main(reps, steps):
     times = time_fits_per_rep(models, {}, x, y, BATCH, reps)
     result = {
         **header(reps, steps),
-        "median_ms": {k: round(v * 1e3, 3) for k, v in medians(times).items()},
-        "ratio_to_keras": {name: paired_ratio(times, name, REFERENCE)
-                           for name in configs if name != REFERENCE},
+        "median_ms": milliseconds(times),
+        "ratio_to_keras": paired_ratios(times, REFERENCE),
     }
     print(json.dumps(result))
     return result

@@ -4,7 +4,9 @@
 
 Each backend runs in its own process (KERAS_BACKEND is read at import). The
 tables are regenerated; the notes under "## Reading these numbers" in the
-existing RESULTS.md are kept (they are written by hand after a run).
+existing RESULTS.md are kept (they are written by hand after a run). The
+keras-cv row of `bench_keras_cv.py` needs keras-cv on PYTHONPATH (see that
+script's docstring); without it the other rows run.
 """
 
 import argparse
@@ -70,9 +72,15 @@ def table(results, times, ratios, reference):
         "| configuration | " + " | ".join(r["backend"] for r in results) + " |",
         "|---|" + "---|" * len(results),
     ]
-    for name in results[0][times]:
-        lines.append(f"| {name} | " + " | ".join(cell(r, name) for r in results) + " |")
+    for name in _names(results, times):
+        lines.append(f"| {name} | " + " | ".join(
+            cell(r, name) if name in r[times] else "not run" for r in results) + " |")
     return "\n".join(lines) + f"\n\nIn brackets: the ratio to {reference}."
+
+
+def _names(results, key):
+    """The names under `key` in any of `results`, in order of appearance."""
+    return list(dict.fromkeys(name for r in results for name in r.get(key, {})))
 
 
 def ratio_table(results, key):
@@ -87,6 +95,45 @@ def ratio_table(results, key):
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _span(values):
+    """`low-high` of `values`, or the one value."""
+    values = sorted(values)
+    low, high = f"{values[0]:.3f}", f"{values[-1]:.3f}"
+    return low if low == high else f"{low}-{high}"
+
+
+def drop_table(results):
+    """bench_keras_cv.py's drop statistics: input and layer by backend."""
+    lines = [
+        "| input | layer | " + " | ".join(r["backend"] for r in results) + " |",
+        "|---|---|" + "---|" * len(results),
+    ]
+
+    def cell(rates):
+        if rates is None:
+            return "not measured"
+        dropped = " / ".join(f"{v['dropped']:.3f}" for v in rates.values())
+        mean = " / ".join(f"{v['output_mean']:.2f}" for v in rates.values())
+        last = list(rates.values())[-1]
+        return (f"{dropped} (mean {mean}; never dropped: {last['rows_never_dropped']} rows, "
+                f"{last['cols_never_dropped']} cols)")
+
+    for shape in _names(results, "drop_statistics"):
+        layers = dict.fromkeys(
+            name for r in results for name in r["drop_statistics"].get(shape, {}))
+        for layer in layers:
+            cells = [cell(r["drop_statistics"].get(shape, {}).get(layer)) for r in results]
+            lines.append(f"| {shape} | {layer} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def notes_list(results):
+    """bench_keras_cv.py's notes, one item per backend and note."""
+    return "\n".join(
+        f"- {r['backend']}: {note}" for r in results for note in r["notes"]
+    ) or "- (none)"
 
 
 def kept_notes():
@@ -111,12 +158,13 @@ def main():
     flags = ["--reps", args.reps, "--steps", args.steps]
     regularizers = [run("bench_regularizers.py", b, flags) for b in BACKENDS]
     cnn = [run("bench_regularizers.py", b, flags + ["--model", "cnn"]) for b in BACKENDS]
-    floor = [run("ab_penalty.py", b, flags) for b in BACKENDS]
     dropout = [run("bench_dropout.py", b, flags) for b in BACKENDS]
+    keras_cv = [run("bench_keras_cv.py", b, flags) for b in BACKENDS]
     sparsity = [run("bench_sparsity.py", b, flags) for b in BACKENDS]
     scheduler = [run("bench_scheduler.py", b, flags + ["--size", size])
                  for size in ("48", "500") for b in BACKENDS]
     decay = [run("bench_weight_decay.py", b, flags) for b in BACKENDS]
+    sizes = [run("bench_schedule_size.py", b, flags) for b in BACKENDS]
     imports = [run("bench_import.py", b, ["--reps", args.reps]) for b in BACKENDS]
     versions = subprocess.run(
         [sys.executable, "-c",
@@ -155,8 +203,21 @@ def main():
         f"| {r['backend']} | {r['median_ms']['none']:.2f} ms | "
         + " | ".join(f"{r['added_ms'][k]:+.2f} ms" for k in ("floor", "keras L1L2", "kr ElasticNet"))
         + " | {:.3f} [{:.3f}, {:.3f}] |".format(*r["ratios"]["kr ElasticNet / keras L1L2"])
-        for r in floor
+        for r in regularizers
     )
+    size_rows = "\n".join(
+        f"| {rows[0]['schedule']} | {rows[0]['n']} | {_span(r['build_s'] for r in rows)} | "
+        + " / ".join(f"{r['value_at_us']:.1f}" for r in rows) + " | "
+        + " / ".join(f"{r['step_ms']:.2f}" for r in rows) + " |"
+        for rows in zip(*(r["sizes"] for r in sizes))
+    )
+    keras_cv_tables = table(keras_cv, "compiled_ms", "compiled_ratio_to_keras_dropout",
+                            "keras.layers.Dropout (paired, median [95% interval])")
+    eager = [r for r in keras_cv if "eager_ms" in r]
+    if eager:
+        keras_cv_tables += "\n\nRun eagerly (`run_eagerly=True`):\n\n" + table(
+            eager, "eager_ms", "eager_ratio_to_keras_dropout",
+            "keras.layers.Dropout (paired, median [95% interval])")
     import_rows = "\n".join(
         f"| {r['backend']} | {r['median_ms']['keras']:.0f} ms | "
         f"{r['median_ms']['keras + keras_regx']:.0f} ms | {r['added_ms']:+.0f} ms |"
@@ -173,9 +234,10 @@ Every figure is a median of seconds per training step of `fit()` over {args.step
 
 24 Dense layers of 256 units + a Dense(1) head, batch 64, SGD, kernel and bias
 regularized. Scheduled configurations (a ramp) and the proximal one run with
-`RegularizationScheduler(update_freq="batch")`, whose cost is included.
+`RegularizationDriver(update_freq="batch")`, whose cost is included.
 "keras L2 (control)" is a second Keras L2 model, built separately: the
-distance of its ratio from 1 is this run's noise.
+distance of its ratio from 1 is this run's noise. "floor": see "What is left
+to gain" below.
 
 {table(regularizers, "median_ms", "ratio_to_none", "no regularization")}
 
@@ -186,9 +248,9 @@ distribution-free 95% confidence interval (order statistics of the
 
 {ratio_table(regularizers, "ratios")}
 
-### What is left to gain (`ab_penalty.py`)
+### What is left to gain (`bench_regularizers.py`, "floor")
 
-The same MLP; the time each regularizer adds to the unregularized step.
+The same MLP and run; the time each regularizer adds to the unregularized step.
 "floor" is a regularizer whose penalty is one weight entry times 0: it costs
 nothing to compute but, like every regularizer, sends a gradient into each
 weight, so what it adds is Keras collecting the losses plus the gradient
@@ -220,6 +282,25 @@ DropConnectDense(512, rate=0.3), batch 128.
 
 {table(dropout, "weights_ms", "weights_ratio", "Dense + keras.layers.Dropout (paired, median [95% interval])")}
 
+### DropBlock2D against keras-cv's (`bench_keras_cv.py`)
+
+The activation model with `kr.layers.DropBlock2D(0.1, block_size=5)`, keras-cv's
+`DropBlock2D(rate=0.1, block_size=5)` where it imports, runs and trains, and a
+second Keras Dropout model as the control; compiled `fit()`, and eager `fit()`
+where keras-cv's layer runs only eagerly.
+
+{keras_cv_tables}
+
+The fraction each layer drops (ones in, 5 seeded calls with `training=True`,
+block_size 5) at rates 0.1 / 0.3, the mean output (1.0 keeps the input's
+mean), and the rows and columns no call dropped at rate 0.3:
+
+{drop_table(keras_cv)}
+
+keras-cv: {", ".join(f"{r['backend']} {r['keras_cv'] or 'not imported'}" for r in keras_cv)}. Notes:
+
+{notes_list(keras_cv)}
+
 ## SparsityMonitor (`bench_sparsity.py`)
 
 The regularizer benchmark's MLP (no regularization), one epoch of {args.steps} steps
@@ -235,7 +316,7 @@ throughput against a plain device copy of the same weights.
 
 One `kr.ElasticNet` per kernel and bias (48 objects: 24 Dense of 256; 500:
 250 Dense of 32; batch 64), scheduled strengths that change at every step,
-`RegularizationScheduler(update_freq="batch")`. Step time paired with the same
+`RegularizationDriver(update_freq="batch")`. Step time paired with the same
 model at constant strengths (median [95% interval] over {args.reps} repetitions);
 in brackets the model's scheduled variables and the scheduler's host work
 timed alone (per step: its batch hooks; per fit: its `on_train_begin`).
@@ -252,6 +333,17 @@ The 24-layer MLP with Adam and decoupled weight decay, paired ratios to
 | backend | AdamW step | AdamW (control) | `ScheduledWeightDecay(Adam, 0.004)` | `ScheduledWeightDecay(Adam, Cosine)` |
 |---|---|---|---|---|
 {decay_rows}
+
+## Schedule size (`bench_schedule_size.py`)
+
+`PiecewiseConstant` with n boundaries and `Join` of n parts: the time to
+build it, its host evaluation (`value_at`, what the scheduler does each step)
+and the median `fit()` step of a `Dense(1)` model on 8 inputs, batch 4,
+whose L2 strength follows it.
+
+| schedule | n | build (s) | value_at (us), {" / ".join(r["backend"] for r in sizes)} | fit step (ms), {" / ".join(r["backend"] for r in sizes)} |
+|---|---|---|---|---|
+{size_rows}
 
 ## Import time (`bench_import.py`)
 

@@ -1,9 +1,10 @@
-"""A/B check: DropBlock2D against keras.layers.Dropout and keras-cv's DropBlock2D.
+"""keras_regx's DropBlock2D against keras-cv's, in step time and in what it drops.
 
 Times bench_dropout.py's activation model (rate 0.1) with keras Dropout, with
 `kr.layers.DropBlock2D(RATE, block_size=5)`, with keras-cv 0.9.0's
 `DropBlock2D(rate=RATE, block_size=5)` and with a second keras Dropout model as
-a noise control, side by side (interleaved repetitions, medians):
+a noise control, side by side (`_timing`: interleaved repetitions, medians,
+paired ratios to keras Dropout with 95% intervals):
 
 - compiled: `fit()` as Keras compiles it for the backend;
 - eager: the same models compiled with `run_eagerly=True`, run only when
@@ -25,9 +26,10 @@ own optional imports then fail and log a traceback on stderr, harmlessly):
     pip install --no-deps --target /tmp/kcv_site keras-cv==0.9.0 dm-tree \
         regex tensorflow-datasets etils
     PYTHONPATH=/tmp/kcv_site KERAS_BACKEND=tensorflow \
-        python benchmarks/ab_keras_cv.py [--reps 9] [--steps 20]
+        python benchmarks/bench_keras_cv.py [--reps 9] [--steps 20]
 
-Without keras-cv on the path the script runs the other rows.
+Without keras-cv on the path the script runs the other rows (so does
+`run_all.py`, which passes its environment, PYTHONPATH included, on).
 """
 
 import json
@@ -41,8 +43,10 @@ import numpy as np
 
 import keras_regx as kr
 from _timing import header
+from _timing import milliseconds
+from _timing import paired_ratios
 from _timing import run_from_command_line
-from _timing import time_fits
+from _timing import time_fits_per_rep
 from bench_dropout import CHANNELS
 from bench_dropout import IMAGE
 from bench_dropout import IMAGE_BATCH
@@ -175,11 +179,9 @@ def main(reps, steps):
         if mode == "eager" and KERAS_CV not in models:
             notes.append("eager fit not timed: it is there only for the keras_cv row")
             break
-        medians = time_fits(models, {}, x, y, IMAGE_BATCH, reps)
-        result[f"{mode}_ms"] = {k: round(v * 1e3, 3) for k, v in medians.items()}
-        result[f"{mode}_ratio_to_keras_dropout"] = {
-            k: round(v / medians["keras Dropout"], 3) for k, v in medians.items()
-        }
+        times = time_fits_per_rep(models, {}, x, y, IMAGE_BATCH, reps)
+        result[f"{mode}_ms"] = milliseconds(times)
+        result[f"{mode}_ratio_to_keras_dropout"] = paired_ratios(times, "keras Dropout")
 
     result["drop_statistics"] = drop_statistics(cv_layer, notes)
     result["notes"] = notes
