@@ -4,7 +4,7 @@ Regularizers whose strength can follow a schedule over training (and
 proximal L1 / group lasso for exact zeros), the schedules, the dropout family
 (`layers`: scheduled, Monte Carlo, DropConnect, DropBlock, DropPath,
 Concrete), decoupled weight decay on a schedule for any optimizer
-(`optimizers`), Monte Carlo prediction (`uncertainty`), adding
+(`optimizers`), magnitude pruning (`pruning`), Monte Carlo prediction (`uncertainty`), adding
 regularization to a built model (`utils`), sparsity measurement (`sparsity`),
 the callbacks that drive schedules and log sparsity inside compiled `fit()`,
 and plots of a training history (`plotting`).
@@ -15,6 +15,7 @@ from keras_regx import callbacks
 from keras_regx import layers
 from keras_regx import optimizers
 from keras_regx import plotting
+from keras_regx import pruning
 from keras_regx import regularizers
 from keras_regx import schedules
 from keras_regx import sparsity
@@ -36,6 +37,7 @@ __all__ = [
     "layers",
     "optimizers",
     "plotting",
+    "pruning",
     "regularizers",
     "schedules",
     "sparsity",

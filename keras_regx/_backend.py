@@ -17,6 +17,8 @@ asks which backend runs.
   scheduled value.
 - `keras_dropout_draws_from_seed()`, `fast_stride_one_pooling()`: where the
   dropout layers must not, or need not, use a Keras kernel.
+- `after_each_step(model, optimizer, fn)`: JAX's way to update model state
+  (pruning masks) after each optimizer update.
 """
 
 import keras
@@ -468,3 +470,42 @@ def fast_stride_one_pooling():
     benchmarks/RESULTS.md).
     """
     return _BACKEND != "torch"
+
+
+_AFTER_STEP = "_keras_regx_after_step"  # the function a wrapped train step runs
+
+
+def after_each_step(model, optimizer, fn):
+    """JAX: runs `fn(optimizer.iterations)` after each training step of
+    `fit()`, on the state the step returns.
+
+    The function runs inside a stateless scope that maps the model's
+    trainable and non-trainable variables and `model.optimizer`'s variables to
+    that state; what it assigns becomes the next step's state. Wraps
+    `model.train_step` once (the caller makes the train function anew); a
+    later call only replaces `fn`. Returns whether it wrapped the step now.
+    """
+    holder = model.__dict__.get(_AFTER_STEP)
+    if holder is not None:
+        holder[0] = (optimizer, fn)
+        return False
+    holder = [(optimizer, fn)]
+    original = model.train_step
+
+    def train_step(state, data):
+        logs, state = original(state, data)
+        trainable, non_trainable, optimizer_values, metrics = state
+        step_optimizer, step_fn = holder[0]
+        mapping = (list(zip(model.trainable_variables, trainable))
+                   + list(zip(model.non_trainable_variables, non_trainable))
+                   + list(zip(model.optimizer.variables, optimizer_values)))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            step_fn(step_optimizer.iterations)
+        trainable = [scope.get_current_value(v) for v in model.trainable_variables]
+        non_trainable = [scope.get_current_value(v) for v in model.non_trainable_variables]
+        return logs, (trainable, non_trainable, optimizer_values, metrics)
+
+    # Past Keras' attribute tracking: neither is model state.
+    object.__setattr__(model, _AFTER_STEP, holder)
+    object.__setattr__(model, "train_step", train_step)
+    return True

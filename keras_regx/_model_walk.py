@@ -10,6 +10,12 @@ import keras
 from keras_regx._hyperparameters import ScheduledHyperparameters
 
 
+class Attachment:
+    """Marker: a keras_regx object that is a Keras layer only so that the
+    layer holding it tracks its state (a regularizer, a pruning constraint);
+    never called as a layer, and not part of the model's layer structure."""
+
+
 def layers(model):
     """`model` and its layers, nested ones included, once each, depth first
     in the order they were added (Keras' `_flatten_layers` reverses siblings)."""

@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_regx import _proximal
+from keras_regx import _pruning
 from keras_regx._backend import JaxStateWriter
 from keras_regx._backend import threads_state
 from keras_regx._backend import variable_writer
@@ -91,7 +92,7 @@ def _log_keys(objects):
 class RegularizationDriver(keras.callbacks.Callback):
     """Drives keras_regx's training-time work during `fit()` (or a custom loop).
 
-    Two jobs, each inside the compiled train step on every backend
+    Three jobs, each inside the compiled train step on every backend
     (tf.function with or without XLA, jax.jit, PyTorch):
 
     - **Schedules.** Finds every keras_regx object with a scheduled argument
@@ -104,6 +105,9 @@ class RegularizationDriver(keras.callbacks.Callback):
       `kr.optimizers.ScheduledWeightDecay`, its value under `"weight_decay"`).
     - **Proximal steps.** Installs the proximal step of every regularizer
       built with `proximal=True` after each optimizer update.
+    - **Pruning.** Creates the masks of the weights pruned with
+      `keras_regx.pruning` and installs their updates after each optimizer
+      update (see `keras_regx.pruning`).
 
     The schedules are evaluated on the host and the values written to the
     variables between steps. With `steps_per_execution=k` the value changes
@@ -175,7 +179,9 @@ class RegularizationDriver(keras.callbacks.Callback):
         jax = threads_state()  # the step takes the state as arguments
         if jax:
             JaxStateWriter.close_all(model)  # left by a fit() that crashed
-        retrace = _proximal.attach(model)  # a step traced before would not run them
+        # Steps traced before would not run new proximal steps or masks.
+        retrace = _proximal.attach(model)
+        retrace = _pruning.attach(model) or retrace
         self._objects = scheduled_objects(model)
         if model.train_function is not None:
             # `fit()` (it made the function; a custom loop on a model never
@@ -231,7 +237,7 @@ class RegularizationDriver(keras.callbacks.Callback):
             # and updates (every `accumulate`-th batch) in `iterations`; the
             # schedules follow the updates.
             self._accumulate = optimizer.gradient_accumulation_steps or 1
-            self._epoch_batches = int(ops.convert_to_numpy(optimizer._iterations))
+            self._epoch_batches = int(ops.convert_to_numpy(optimizer._iterations.value))
         self._first_batch = None
         self._used = {}
         # Every value, changed or not: the variables may not hold the values

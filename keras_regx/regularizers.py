@@ -35,6 +35,7 @@ from keras_regx._hyperparameters import in_training_step
 from keras_regx._hyperparameters import record_object_after_deserialization
 from keras_regx._hyperparameters import revive_schedules
 from keras_regx._hyperparameters import sharing_key
+from keras_regx._model_walk import Attachment
 from keras_regx._penalties import elastic_net
 from keras_regx._penalties import soft_threshold
 from keras_regx._proximal import ProximalPenalty
@@ -56,7 +57,7 @@ _PACKAGE = "keras_regx"
 
 
 class ScheduledRegularizer(
-    ScheduledHyperparameters, ProximalPenalty, keras.regularizers.Regularizer,
+    ScheduledHyperparameters, ProximalPenalty, Attachment, keras.regularizers.Regularizer,
     keras.layers.Layer
 ):
     """Base class: a regularizer whose strengths may follow schedules.

@@ -7,11 +7,11 @@ the same function.
 from collections.abc import Sequence
 
 import keras
-from keras import ops
 
 from keras_regx._hyperparameters import equal_schedules_shared
-from keras_regx._model_walk import layers as model_layers
-from keras_regx._model_walk import own_variables
+from keras_regx._surgery import check_model
+from keras_regx._surgery import chosen_layers
+from keras_regx._surgery import clone
 from keras_regx._validation import ArgumentTypeError
 from keras_regx._validation import describe
 from keras_regx.uncertainty import mc_predict
@@ -46,58 +46,6 @@ def _check_regularizer(name, value):
         "`keras.regularizers.Regularizer` (e.g. `keras_regx.L2(1e-4)`). "
         f"Received: {name}={describe(value)}"
     )
-
-
-def _check_model(model, function):
-    if not isinstance(model, keras.Model):
-        raise ArgumentTypeError(
-            f"Invalid value for argument `model` of `{function}`: expected a "
-            f"built Sequential or Functional Keras model. Received: "
-            f"model={describe(model)}"
-        )
-    if not model.built:
-        raise ValueError(
-            f"Invalid value for argument `model` of `{function}`: expected a "
-            "built model (its weights are copied); build it or call it on a "
-            f"batch first. Received: an unbuilt {type(model).__name__}"
-        )
-    functional = any(cls.__name__ == "Functional" for cls in type(model).__mro__)
-    if not isinstance(model, keras.Sequential) and not functional:
-        raise ValueError(
-            f"`{function}` copies a model with `keras.models.clone_model`, which "
-            "needs a Sequential or Functional model; a subclassed model "
-            "builds its layers in code. Received: model of type "
-            f"{type(model).__name__}"
-        )
-
-
-def _layer_tree(model):
-    """`model` and its layers, nested models included, depth first, without
-    the keras_regx regularizers (tracked as sublayers of the layers they
-    regularize)."""
-    from keras_regx.regularizers import ScheduledRegularizer
-
-    return [layer for layer in model_layers(model) if not isinstance(layer, ScheduledRegularizer)]
-
-
-def _clone(model, edit):
-    """A copy of `model` whose layer configs went through `edit`, same weights."""
-    def clone_layer(layer):
-        config = edit(layer, layer.get_config())
-        return layer.__class__.from_config(config)
-
-    copy = keras.models.clone_model(model, clone_function=clone_layer, recursive=True)
-    # Keras builds a clone's layers as it calls them; copy every layer's own
-    # weights across (the new regularizers' strengths are their own state).
-    # `ops.copy`: on JAX, fit() donates the state buffers of the model it
-    # trains, so the two models must not share arrays.
-    old, new = _layer_tree(model), _layer_tree(copy)
-    if [type(a) for a in old] != [type(b) for b in new]:  # pragma: no cover
-        raise RuntimeError("The copy's layers do not match the model's.")
-    for a, b in zip(old, new):
-        for source, target in zip(own_variables(a), own_variables(b)):
-            target.assign(ops.copy(source.value))
-    return copy
 
 
 def apply_regularization(
@@ -155,7 +103,7 @@ def apply_regularization(
     True
     ```
     """
-    _check_model(model, "apply_regularization")
+    check_model(model, "apply_regularization")
     given = {
         name: _check_regularizer(name, value)
         for name, value in (
@@ -172,7 +120,7 @@ def apply_regularization(
             "`bias_regularizer`, `activity_regularizer` and "
             "`recurrent_regularizer`. Received: all None"
         )
-    chosen = _chosen_layers(model, layers, given)
+    chosen = chosen_layers(model, layers, given, _ARGUMENTS)
     serialized = {k: keras.saving.serialize_keras_object(v) for k, v in given.items()}
 
     def edit(layer, config):
@@ -185,37 +133,7 @@ def apply_regularization(
         return config
 
     with equal_schedules_shared():  # the copies share their schedules' variables
-        return _clone(model, edit)
-
-
-def _chosen_layers(model, layers, given):
-    """ids of the layers named in `layers` (None: all), checked."""
-    if layers is None:
-        return None
-    if isinstance(layers, (str, keras.layers.Layer)) or not isinstance(layers, (list, tuple)):
-        raise ArgumentTypeError(
-            "Invalid value for argument `layers`: expected None or a list of "
-            f"layer names or layers. Received: layers={describe(layers)}"
-        )
-    tree = _layer_tree(model)[1:]
-    by_name = {layer.name: layer for layer in tree}
-    chosen = set()
-    for item in layers:
-        layer = by_name.get(item) if isinstance(item, str) else item
-        if layer is None or not any(layer is t for t in tree):
-            raise ValueError(
-                f"Invalid value for argument `layers`: {item!r} is not a layer "
-                f"of the model. Expected names among {sorted(by_name)}."
-            )
-        keys = [k for argument in given for k in _ARGUMENTS[argument]]
-        if not any(k in layer.get_config() for k in keys):
-            raise ValueError(
-                f"Invalid value for argument `layers`: layer '{layer.name}' "
-                f"({type(layer).__name__}) takes none of "
-                f"{sorted(given)}. Received: layers={list(layers)!r}"
-            )
-        chosen.add(id(layer))
-    return chosen
+        return clone(model, edit)
 
 
 def remove_regularization(model: keras.Model) -> keras.Model:
@@ -241,7 +159,7 @@ def remove_regularization(model: keras.Model) -> keras.Model:
     (True, 0)
     ```
     """
-    _check_model(model, "remove_regularization")
+    check_model(model, "remove_regularization")
 
     def edit(layer, config):
         for key in config:
@@ -249,4 +167,4 @@ def remove_regularization(model: keras.Model) -> keras.Model:
                 config[key] = None
         return config
 
-    return _clone(model, edit)
+    return clone(model, edit)

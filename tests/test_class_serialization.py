@@ -17,6 +17,7 @@ from keras.src.testing import TestCase
 import keras_regx as kr
 from keras_regx import callbacks
 from keras_regx import optimizers
+from keras_regx import pruning
 from keras_regx import regularizers
 from keras_regx import schedules
 
@@ -91,7 +92,7 @@ def public_classes(module):
         name
         for name in module.__all__
         if inspect.isclass(getattr(module, name))
-        and name not in ("Schedule", "ScheduledRegularizer")
+        and name not in ("Schedule", "ScheduledRegularizer", "PruningSchedule")
     }
 
 
@@ -112,11 +113,29 @@ OPTIMIZERS = {
 }
 
 
+PRUNING = {
+    "PolynomialDecay": [
+        pruning.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=100),
+        pruning.PolynomialDecay(0.1, 0.5, begin_step=10, end_step=20, power=2, frequency=5),
+    ],
+    "ConstantSparsity": [
+        pruning.ConstantSparsity(0.5, begin_step=0),
+        pruning.ConstantSparsity(0.9, begin_step=3, end_step=30, frequency=1),
+    ],
+    "Prune": [
+        pruning.Prune(),
+        pruning.Prune(pruning.PolynomialDecay(0.0, 0.8, 0, 100), granularity=(2, 4), name="p"),
+        pruning.Prune(0.5, granularity="2:4", constraint=keras.constraints.NonNeg()),
+        pruning.Prune(RAMP, scope="global"),
+    ],
+}
+
+
 @pytest.mark.parametrize(
     "module,instances",
     [(schedules, SCHEDULES), (regularizers, REGULARIZERS), (callbacks, CALLBACKS),
-     (optimizers, OPTIMIZERS)],
-    ids=["schedules", "regularizers", "callbacks", "optimizers"],
+     (optimizers, OPTIMIZERS), (pruning, PRUNING)],
+    ids=["schedules", "regularizers", "callbacks", "optimizers", "pruning"],
 )
 def test_every_public_class_is_covered(module, instances):
     assert set(instances) == public_classes(module)
@@ -125,7 +144,8 @@ def test_every_public_class_is_covered(module, instances):
 
 
 @pytest.mark.parametrize(
-    "instance", cases(SCHEDULES) + cases(REGULARIZERS) + cases(CALLBACKS) + cases(OPTIMIZERS)
+    "instance",
+    cases(SCHEDULES) + cases(REGULARIZERS) + cases(CALLBACKS) + cases(OPTIMIZERS) + cases(PRUNING)
 )
 def test_keras_class_serialization_harness(instance):
     revived = TestCase().run_class_serialization_test(instance)

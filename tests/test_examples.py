@@ -237,3 +237,16 @@ def test_scheduled_weight_decay_demo(capsys):
     assert results["decoupled 0.1"]["history"]["weight_decay"] == [0.1] * module.FAST["epochs"]
     assert "weight_decay" not in results["L2 penalty"]["history"]
     assert all(r["history"]["val_accuracy"][-1] > 0.3 for r in results.values())
+
+
+def test_prune_digits_demo(capsys):
+    module = load("prune_digits")
+    results = module.main(**module.FAST)
+    out = capsys.readouterr().out
+    assert set(results) == {"dense", "80%", "2:4"} and "zipped .keras" in out
+    assert results["dense"]["sparsity"] == 0.0
+    # 80% of every kernel's weights (per kernel, TF MOT's rounding), 2:4 half of them.
+    assert results["80%"]["sparsity"] == pytest.approx(0.8, abs=1e-3)
+    assert results["2:4"]["sparsity"] == 0.5
+    assert results["80%"]["zipped_bytes"] < 0.5 * results["dense"]["zipped_bytes"]
+    assert all(r["accuracy"] > 0.5 for r in results.values())

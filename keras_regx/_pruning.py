@@ -1,0 +1,232 @@
+"""Magnitude pruning during training: masks that follow a sparsity schedule.
+
+A `PruningConstraint` (the public `keras_regx.pruning.Prune`) is at once the
+Keras constraint of one kernel and a Keras layer holding that kernel's mask,
+so the layer it is given to (`kernel_constraint=`) tracks the mask as model
+state: it is saved with the model and, on JAX, part of the state the
+compiled step passes along. `attach(model)`, called by the driver callback
+when training starts, creates the masks, groups the constraints that share
+one magnitude threshold (`scope="global"`), and installs the update.
+
+After every optimizer update, inside the compiled step, each group:
+
+- on steps where its schedule says so (`should_update(step)`, TF Model
+  Optimization's `begin_step` / `end_step` / `frequency`), recomputes the
+  masks of its kernels from their magnitudes at the sparsity `schedule(step)`
+  (an in-graph branch: nothing goes to the host);
+- multiplies its kernels by their masks, so pruned weights are exactly zero
+  after every step.
+
+Where: on TensorFlow and PyTorch, in the constraint Keras applies right after
+the update (the first constraint of a group updates the whole group's
+masks). On JAX the optimizer's stateless update sees only optimizer and
+trainable state, not the masks (model state), so the model's train step is
+wrapped to run the same code on the step's state after it
+(`keras_regx._backend.after_each_step`); the constraint itself only applies
+the constraint it wraps.
+"""
+
+import warnings
+
+import keras
+from keras import ops
+
+from keras_regx import _masks
+from keras_regx._backend import after_each_step
+from keras_regx._backend import threads_state
+from keras_regx._model_walk import Attachment
+from keras_regx._model_walk import updating_optimizer
+
+
+class PruningConstraint(Attachment, keras.constraints.Constraint, keras.layers.Layer):
+    """Base of `keras_regx.pruning.Prune`: the mask and its update.
+
+    Subclasses set, before `_init_pruning()`: `schedule` (a pruning schedule
+    with `__call__(step)`, `should_update(step)`), `granularity`
+    (`"weight"`, `"unit"`, `("block", (r, c))` or `("n:m", (n, m))`), `scope`
+    (`"layer"` or `"global"`) and `constraint` (the constraint it wraps, or
+    None); and implement `check_weight(variable)`.
+    """
+
+    def _init_pruning(self):
+        self.mask = None
+        self._group = None  # set by `attach`
+        self._warned = False
+        self.built = True  # state (the mask) is added by `build_mask`
+
+    def build_mask(self, variable):
+        """Creates the mask of `variable` (all ones) unless it exists; True if created."""
+        if self.mask is not None:
+            if tuple(self.mask.shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"`{type(self).__name__}` '{self.name}' holds a mask of shape "
+                    f"{tuple(self.mask.shape)}, but is the constraint of weight "
+                    f"'{variable.path}' of shape {tuple(variable.shape)}: a "
+                    "pruning constraint prunes one weight; give each weight its own."
+                )
+            return False
+        self._add_mask(tuple(variable.shape), variable.dtype)
+        return True
+
+    def _add_mask(self, shape, dtype):
+        locked = self._tracker.locked
+        self._tracker.unlock()
+        try:
+            self.mask = self.add_weight(
+                shape=shape, dtype=dtype, initializer="ones", trainable=False,
+                autocast=False, name="mask",
+            )
+        finally:
+            if locked:
+                self._tracker.lock()
+
+    def load_own_variables(self, store):
+        # A file saved after training holds the mask; a new object has none yet.
+        if not store or not len(store.keys()):
+            return
+        if self.mask is None:
+            value = store["0"]
+            self._add_mask(tuple(value.shape), str(value.dtype))
+        super().load_own_variables(store)
+
+    def __call__(self, w):
+        group = self._group
+        if group is None:
+            self._warn_undriven()
+        elif group.in_constraint:
+            w = group.apply(self, w)
+        if self.constraint is not None:
+            w = self.constraint(w)
+        return w
+
+    def _warn_undriven(self):
+        if self._warned:
+            return
+        self._warned = True
+        warnings.warn(
+            f"`{type(self).__name__}` '{self.name}' prunes a weight that is "
+            "being trained, but no `keras_regx.callbacks.RegularizationDriver` "
+            "installed its mask updates, so nothing is pruned. Pass "
+            "`callbacks=[keras_regx.callbacks.RegularizationDriver()]` to `fit()`.",
+            stacklevel=2,
+        )
+
+    def compute_output_spec(self, x):  # never called as a layer
+        return x
+
+
+class _Group:
+    """Constraints that share one threshold: one for `scope="layer"`, every
+    global one with the same schedule and granularity for `scope="global"`."""
+
+    def __init__(self, members, optimizer):
+        self.members = members  # [(constraint, variable)], in update order
+        self.first = members[0][0]
+        self.schedule = self.first.schedule
+        self.granularity = self.first.granularity
+        self.optimizer = optimizer
+        self.in_constraint = not threads_state()
+
+    def _masks(self, values, sparsity):
+        kind = self.granularity
+        if len(values) > 1:
+            return _masks.global_masks(values, sparsity)
+        w = values[0]
+        if kind == "weight":
+            return [_masks.weight_mask(w, sparsity)]
+        if kind == "unit":
+            return [_masks.unit_mask(w, sparsity)]
+        if kind[0] == "block":
+            return [_masks.block_mask(w, sparsity, kind[1])]
+        n, m = kind[1]
+        return [_masks.n_m_mask(w, n, m)]
+
+    def update(self, step, values):
+        """Recomputes the masks from `values` where `step` is an update step."""
+        due = self.schedule.should_update(step)
+        sparsity = ops.clip(ops.cast(self.schedule(step), "float32"), 0.0, 1.0)
+        current = [c.mask.value for c, _ in self.members]
+        new = ops.cond(due, lambda: self._masks(values, sparsity), lambda: current)
+        for (c, _), mask in zip(self.members, new):
+            c.mask.assign(mask)
+
+    def apply(self, constraint, w):
+        """TensorFlow, PyTorch: the constraint of `constraint`'s weight, `w`
+        its value after the update (the first of a group updates all masks:
+        every weight is updated before Keras applies the constraints)."""
+        if constraint is self.first:
+            values = [w] + [v.value for _, v in self.members[1:]]
+            self.update(self.optimizer.iterations, values)
+        return w * ops.cast(constraint.mask.value, w.dtype)
+
+    def after_step(self, step):
+        """JAX: the same on the step's state (inside a stateless scope)."""
+        self.update(step, [v.value for _, v in self.members])
+        for c, v in self.members:
+            v.assign(v.value * ops.cast(c.mask.value, v.dtype))
+
+
+def _pruned(model):
+    """`(constraint, variable)` for each weight with a pruning constraint
+    (possibly wrapped, as by a proximal step), in the model's order."""
+    found = []
+    for variable in model.trainable_variables:
+        constraint = variable.constraint
+        while constraint is not None:
+            if isinstance(constraint, PruningConstraint):
+                found.append((constraint, variable))
+                break
+            constraint = getattr(constraint, "constraint", None)
+    return found
+
+
+def _group_key(constraint):
+    if constraint.scope != "global":
+        return id(constraint)
+    config = keras.saving.serialize_keras_object(constraint.schedule)
+    return ("global", repr(config), repr(constraint.granularity))
+
+
+def attach(model):
+    """Creates the masks of `model`'s pruned weights and installs their
+    updates; True if the model's state changed (steps traced before must be
+    made anew). Raises a ValueError, naming the weight, for a constraint that
+    cannot prune its weight or a model without an optimizer."""
+    found = _pruned(model)
+    if not found:
+        return False
+    if getattr(model, "optimizer", None) is None:
+        raise ValueError(
+            f"`{type(found[0][0]).__name__}` on weight '{found[0][1].path}' "
+            "updates its mask after each optimizer update, but the model has "
+            "no optimizer. Compile the model with the optimizer that trains it."
+        )
+    seen, changed = {}, False
+    for constraint, variable in found:
+        if id(constraint) in seen:
+            raise ValueError(
+                f"One `{type(constraint).__name__}` object ('{constraint.name}') "
+                f"is the constraint of weights '{seen[id(constraint)]}' and "
+                f"'{variable.path}': a pruning constraint holds the mask of one "
+                "weight; give each weight its own (as `kr.pruning.prune` does)."
+            )
+        seen[id(constraint)] = variable.path
+        constraint.check_weight(variable)
+        changed = constraint.build_mask(variable) or changed
+    optimizer = updating_optimizer(model.optimizer)
+    groups = {}
+    for constraint, variable in found:
+        groups.setdefault(_group_key(constraint), []).append((constraint, variable))
+    groups = [_Group(members, optimizer) for members in groups.values()]
+    for group in groups:
+        for constraint, _ in group.members:
+            constraint._group = group
+    if threads_state():
+
+        def after(iterations):
+            step = iterations - 1  # the step just taken
+            for group in groups:
+                group.after_step(step)
+
+        changed = after_each_step(model, optimizer, after) or changed
+    return changed

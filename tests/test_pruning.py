@@ -1,0 +1,443 @@
+"""Magnitude pruning: TF Model Optimization's schedules, masks against NumPy,
+pruning inside compiled `fit()` on every backend, saving, stripping, errors.
+"""
+
+import json
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from conftest import jit_compile_options
+from conftest import run_python
+
+import keras_regx as kr
+from keras_regx import _masks
+from keras_regx.pruning import ConstantSparsity
+from keras_regx.pruning import PolynomialDecay
+from keras_regx.pruning import Prune
+
+STEPS = list(range(0, 40)) + [99, 100, 101, 1000, 2**31 + 5]
+
+
+def tfmot_polynomial(step, initial, final, begin, end, power):
+    """TF Model Optimization's `PolynomialDecay` value, in float32 as it computes it."""
+    p = np.float32(step - begin) / np.float32(end - begin)
+    p = min(np.float32(1.0), max(np.float32(0.0), p))
+    return np.float32(initial - final) * (np.float32(1.0) - p) ** np.float32(power) + np.float32(final)
+
+
+def tfmot_should_prune(step, begin, end, frequency):
+    in_range = step >= begin and (step <= end or end < 0)
+    return in_range and (step - begin) % frequency == 0
+
+
+@pytest.mark.parametrize("args", [(0.0, 0.8, 0, 20, 3, 3), (0.2, 0.9, 5, 30, 2, 1), (0.5, 0.5, 0, 1, 1, 100)])
+def test_polynomial_decay_is_tf_model_optimizations(args):
+    initial, final, begin, end, power, frequency = args
+    schedule = PolynomialDecay(initial, final, begin, end, power=power, frequency=frequency)
+    for step in STEPS:
+        want = float(tfmot_polynomial(step, initial, final, begin, end, power))
+        assert schedule.value_at(step) == pytest.approx(want, rel=1e-6, abs=1e-7)
+        assert schedule.updates_at(step) == tfmot_should_prune(step, begin, end, frequency)
+    graph = [float(keras.ops.convert_to_numpy(schedule(s))) for s in STEPS[:40]]
+    np.testing.assert_allclose(graph, [schedule.value_at(s) for s in STEPS[:40]], rtol=1e-6, atol=1e-7)
+    graph_steps = [s for s in STEPS if s < 2**31]  # JAX's step counter is int32
+    due = [bool(keras.ops.convert_to_numpy(schedule.should_update(s))) for s in graph_steps]
+    assert due == [schedule.updates_at(s) for s in graph_steps]
+
+
+def test_constant_sparsity_is_tf_model_optimizations():
+    forever = ConstantSparsity(0.6, begin_step=10)
+    window = ConstantSparsity(0.6, begin_step=10, end_step=250, frequency=40)
+    for step in STEPS:
+        assert forever.value_at(step) == pytest.approx(0.6)
+        assert forever.updates_at(step) == tfmot_should_prune(step, 10, -1, 100)
+        assert window.updates_at(step) == tfmot_should_prune(step, 10, 250, 40)
+        if step < 2**31:  # JAX's step counter is int32
+            assert bool(keras.ops.convert_to_numpy(window.should_update(step))) == window.updates_at(step)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: PolynomialDecay(0.0, 1.0, 0, 10), "`final_sparsity`"),
+    (lambda: PolynomialDecay(-0.1, 0.5, 0, 10), "`initial_sparsity`"),
+    (lambda: PolynomialDecay(0.0, 0.5, 10, 10), "`end_step`.*> begin_step=10"),
+    (lambda: PolynomialDecay(0.0, 0.5, 0, 10, power=0), "`power`"),
+    (lambda: ConstantSparsity(0.5, 0, frequency=0), "`frequency`"),
+    (lambda: ConstantSparsity(0.5, 20, end_step=10), "`end_step`.*or -1"),
+    (lambda: ConstantSparsity(1.0, 0), "`target_sparsity`"),
+    (lambda: Prune(1.0), "`sparsity`"),
+    (lambda: Prune("half"), "`sparsity`"),
+    (lambda: Prune(0.5, granularity="rows"), "`granularity`"),
+    (lambda: Prune(0.5, granularity="4:2"), "`granularity`.*0 < N < M"),
+    (lambda: Prune(0.5, granularity=(0, 2)), "`granularity`"),
+    (lambda: Prune(0.5, granularity="2:4"), None),
+    (lambda: Prune(0.3, granularity="2:4"), "`sparsity`.*2/4"),
+    (lambda: Prune(0.5, scope="model"), "`scope`"),
+    (lambda: Prune(0.5, granularity="unit", scope="global"), "`scope`.*granularity='weight'"),
+])
+def test_bad_arguments_are_named(make, match):
+    if match is None:
+        make()
+        return
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+# Masks against NumPy.
+
+
+def _distinct(shape, seed):
+    """Weights with distinct magnitudes (no ties at a threshold)."""
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape))
+    values = (rng.permutation(n) + 1).astype("float32") / n
+    return (values * rng.choice([-1.0, 1.0], n)).reshape(shape).astype("float32")
+
+
+def _keep(n, sparsity):
+    return max(int(np.round(np.float32(n) * (np.float32(1.0) - np.float32(sparsity)))), 1)
+
+
+@pytest.mark.parametrize("shape", [(8, 6), (3, 3, 4, 5)])
+@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.9, 0.999])
+def test_weight_mask_keeps_the_largest(shape, sparsity):
+    w = _distinct(shape, 0)
+    mask = keras.ops.convert_to_numpy(_masks.weight_mask(keras.ops.convert_to_tensor(w), sparsity))
+    keep = _keep(w.size, sparsity)
+    want = np.abs(w) >= np.sort(np.abs(w).ravel())[::-1][keep - 1]
+    np.testing.assert_array_equal(mask, want.astype("float32"))
+    assert int(mask.sum()) == keep
+
+
+def test_global_masks_share_one_threshold():
+    weights = [_distinct((8, 6), 1) * 3.0, _distinct((6, 4), 2)]
+    masks = _masks.global_masks([keras.ops.convert_to_tensor(w) for w in weights], 0.6)
+    flat = np.concatenate([np.abs(w).ravel() for w in weights])
+    threshold = np.sort(flat)[::-1][_keep(flat.size, 0.6) - 1]
+    for w, m in zip(weights, masks):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(m), (np.abs(w) >= threshold).astype("float32"))
+    kept = [keras.ops.convert_to_numpy(m).mean() for m in masks]
+    assert kept[0] > kept[1]  # the larger kernel keeps more: one threshold
+
+
+@pytest.mark.parametrize("shape", [(8, 6), (3, 3, 4, 5)])
+def test_unit_mask_keeps_the_units_with_the_largest_norms(shape):
+    w = _distinct(shape, 3)
+    mask = keras.ops.convert_to_numpy(_masks.unit_mask(keras.ops.convert_to_tensor(w), 0.5))
+    norms = np.sqrt((w.reshape(-1, shape[-1]) ** 2).sum(0))
+    keep = _keep(shape[-1], 0.5)
+    kept = norms >= np.sort(norms)[::-1][keep - 1]
+    np.testing.assert_array_equal(mask, np.broadcast_to(kept.astype("float32"), shape))
+
+
+@pytest.mark.parametrize("shape, block", [((8, 6), (2, 3)), ((7, 5), (2, 2)), ((3, 3, 2, 4), (3, 2))])
+def test_block_mask_ranks_blocks_by_mean_magnitude(shape, block):
+    w = _distinct(shape, 4)
+    mask = keras.ops.convert_to_numpy(_masks.block_mask(keras.ops.convert_to_tensor(w), 0.5, block))
+    matrix = np.abs(w.reshape(-1, shape[-1]))
+    rows, cols = matrix.shape
+    r, c = block
+    means = {}
+    for i in range(0, rows, r):
+        for j in range(0, cols, c):
+            means[(i, j)] = matrix[i:i + r, j:j + c].mean()  # edge blocks: their own entries
+    keep = _keep(len(means), 0.5)
+    threshold = sorted(means.values(), reverse=True)[keep - 1]
+    want = np.zeros_like(matrix)
+    for (i, j), mean in means.items():
+        want[i:i + r, j:j + c] = float(mean >= threshold)
+    np.testing.assert_array_equal(mask.reshape(rows, cols), want)
+
+
+@pytest.mark.parametrize("shape, n, m", [((8, 6), 2, 4), ((3, 3, 8, 5), 2, 4), ((12, 3), 1, 3)])
+def test_n_m_mask_zeroes_the_n_smallest_of_every_m_inputs(shape, n, m):
+    w = _distinct(shape, 5)
+    mask = keras.ops.convert_to_numpy(_masks.n_m_mask(keras.ops.convert_to_tensor(w), n, m))
+    groups = np.moveaxis(np.abs(w), -2, -1).reshape(-1, m)
+    kept = np.moveaxis(mask, -2, -1).reshape(-1, m)
+    assert (kept.sum(-1) == m - n).all()
+    for g, k in zip(groups, kept):
+        assert g[k == 0].max() < g[k == 1].min()
+
+
+# Pruning in fit().
+
+
+def _data(n=64, d=8):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, d)).astype("float32")
+    return x, (x[:, :2].sum(1, keepdims=True) + 0.1 * rng.normal(size=(n, 1))).astype("float32")
+
+
+def _mlp(units=16):
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((8,)), keras.layers.Dense(units, activation="tanh", name="h"),
+                             keras.layers.Dense(8, activation="tanh", name="g"),
+                             keras.layers.Dense(1, name="o")])
+
+
+class Zeros(keras.callbacks.Callback):
+    """After every batch: each pruned kernel's fraction of zeros, and whether
+    every masked entry is exactly zero."""
+
+    def __init__(self, names):
+        super().__init__()
+        self.names, self.fractions, self.exact = names, [], True
+
+    def on_train_batch_end(self, batch, logs=None):
+        row = []
+        for name in self.names:
+            layer = self.model.get_layer(name)
+            kernel = keras.ops.convert_to_numpy(layer.kernel)
+            mask = keras.ops.convert_to_numpy(layer.kernel_constraint.mask)
+            self.exact &= bool((kernel[mask == 0] == 0).all())
+            row.append(float((kernel == 0).mean()))
+        self.fractions.append(row)
+
+
+@pytest.mark.parametrize("jit_compile", jit_compile_options())
+def test_sparsity_follows_the_schedule_inside_fit(jit_compile):
+    x, y = _data()
+    schedule = PolynomialDecay(0.0, 0.75, begin_step=1, end_step=9, frequency=2)
+    pruned = kr.pruning.prune(_mlp(), schedule, layers=["h", "g"])
+    pruned.compile(keras.optimizers.Adam(0.01), "mse", jit_compile=jit_compile)
+    seen = Zeros(["h", "g"])
+    pruned.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False,
+               callbacks=[kr.callbacks.RegularizationDriver(), seen])
+    assert seen.exact  # pruned weights exactly zero after every step
+    # After step s the kernels hold the sparsity of the last update <= s.
+    expected, current = [], 0.0
+    for step in range(16):
+        if schedule.updates_at(step):
+            current = schedule.value_at(step)
+        expected.append([1.0 - _keep(n, current) / n for n in (8 * 16, 16 * 8)])
+    np.testing.assert_allclose(seen.fractions, expected, atol=1e-6)
+    assert pruned.get_layer("o").kernel_constraint is None
+
+
+def test_global_scope_meets_the_total_with_different_layer_sparsities():
+    x, y = _data()
+    pruned = kr.pruning.prune(_mlp(32), 0.7, scope="global")
+    pruned.compile(keras.optimizers.SGD(0.05), "mse")
+    pruned.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[kr.callbacks.RegularizationDriver()])
+    kernels = [keras.ops.convert_to_numpy(pruned.get_layer(n).kernel) for n in ("h", "g", "o")]
+    total = sum(k.size for k in kernels)
+    zeros = sum(int((k == 0).sum()) for k in kernels)
+    assert zeros == total - _keep(total, 0.7)
+    fractions = [float((k == 0).mean()) for k in kernels]
+    assert len(set(fractions)) > 1, fractions
+
+
+@pytest.mark.parametrize("granularity", ["unit", (2, 4), "2:4"])
+def test_structured_granularities_hold_after_fit(granularity):
+    x, y = _data()
+    sparsity = 0.5
+    pruned = kr.pruning.prune(_mlp(), sparsity, granularity=granularity, layers=["h"])
+    pruned.compile(keras.optimizers.Adam(0.01), "mse")
+    pruned.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[kr.callbacks.RegularizationDriver()])
+    kernel = keras.ops.convert_to_numpy(pruned.get_layer("h").kernel)  # (8, 16)
+    assert float((kernel == 0).mean()) == 0.5
+    if granularity == "unit":
+        assert sorted(set((kernel == 0).all(0).tolist())) == [False, True]
+        assert ((kernel == 0).all(0) | (kernel != 0).all(0)).all()
+    elif granularity == "2:4":
+        assert ((kernel.reshape(2, 4, 16) == 0).sum(1) == 2).all()
+    else:
+        blocks = (kernel.reshape(4, 2, 4, 4) == 0).all(axis=(1, 3))
+        assert ((kernel.reshape(4, 2, 4, 4) == 0).any(axis=(1, 3)) == blocks).all()
+
+
+def test_a_prune_constraint_declared_on_a_layer():
+    x, y = _data()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8,)),
+        keras.layers.Dense(16, name="h", kernel_constraint=Prune(0.5, constraint=keras.constraints.NonNeg())),
+        keras.layers.Dense(1, name="o"),
+    ])
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[kr.callbacks.RegularizationDriver()])
+    kernel = keras.ops.convert_to_numpy(model.get_layer("h").kernel)
+    assert float((kernel == 0).mean()) >= 0.5 and (kernel >= 0).all()
+
+
+def test_proximal_l1_and_pruning_on_one_weight():
+    x, y = _data()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8,)),
+        keras.layers.Dense(16, name="h", kernel_regularizer=kr.L1(0.3, proximal=True),
+                           kernel_constraint=Prune(0.25)),
+        keras.layers.Dense(1, name="o"),
+    ])
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    monitor = kr.callbacks.SparsityMonitor()
+    history = model.fit(x, y, batch_size=8, epochs=3, verbose=0,
+                        callbacks=[kr.callbacks.RegularizationDriver(), monitor])
+    kernel = keras.ops.convert_to_numpy(model.get_layer("h").kernel)
+    mask = keras.ops.convert_to_numpy(model.get_layer("h").kernel_constraint.mask)
+    assert (kernel[mask == 0] == 0).all() and float((mask == 0).mean()) == 0.25
+    assert float((kernel == 0).mean()) > 0.25  # the soft-threshold zeroes more
+    assert history.history["sparsity/h"][-1] == pytest.approx(float((kernel == 0).mean()))
+
+
+def test_forgetting_the_driver_warns_naming_the_constraint():
+    x, y = _data()
+    pruned = kr.pruning.prune(_mlp(), 0.5, layers=["h"])
+    pruned.compile("sgd", "mse")
+    with pytest.warns(UserWarning, match="Prune.*RegularizationDriver"):
+        pruned.fit(x, y, batch_size=8, epochs=1, verbose=0)
+
+
+def test_errors_before_training_name_the_weight():
+    x, y = _data()
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, name="h",
+                                                                  kernel_constraint=Prune(0.5, granularity="2:4"))])
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="`granularity`.*'.*h/kernel'.*which M does not divide"):
+        model.fit(x[:, :6], y, verbose=0, callbacks=[kr.callbacks.RegularizationDriver()])
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, name="h",
+                                                                  kernel_constraint=Prune(0.5, granularity=(4, 4)))])
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="block \\(4, 4\\) is larger"):
+        model.fit(x[:, :6], y, verbose=0, callbacks=[kr.callbacks.RegularizationDriver()])
+    shared = Prune(0.5)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, kernel_constraint=shared),
+                              keras.layers.Dense(1, kernel_constraint=shared)])
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="holds the mask of one weight"):
+        model.fit(x, y, verbose=0, callbacks=[kr.callbacks.RegularizationDriver()])
+
+
+def test_prune_checks_its_layers():
+    model = _mlp()
+    with pytest.raises(ValueError, match="`layers`.*'nope' is not a layer"):
+        kr.pruning.prune(model, 0.5, layers=["nope"])
+    flat = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4), keras.layers.Flatten(name="flat")])
+    with pytest.raises(ValueError, match="`layers`.*'flat'"):
+        kr.pruning.prune(flat, 0.5, layers=["flat"])
+    with pytest.raises(ValueError, match="no Conv2D layer"):
+        kr.pruning.prune(model, 0.5, layers=[keras.layers.Conv2D])
+    typed = kr.pruning.prune(model, 0.5, layers=[keras.layers.Dense])
+    assert all(isinstance(l.kernel_constraint, Prune) for l in typed.layers)
+    with pytest.raises(ValueError, match="pruned already"):
+        kr.pruning.prune(typed, 0.5)
+
+
+def test_nested_models_and_other_kernels_are_pruned():
+    inner = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(4, 3, name="conv"),
+                              keras.layers.DepthwiseConv2D(3, name="depthwise")], name="inner")
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Flatten()(inner(inputs))
+    outputs = keras.layers.Dense(1, name="o")(x)
+    model = keras.Model(inputs, outputs)
+    pruned = kr.pruning.prune(model, 0.5)
+    inner_copy = pruned.get_layer("inner")
+    assert isinstance(inner_copy.get_layer("conv").kernel_constraint, Prune)
+    assert isinstance(inner_copy.get_layer("depthwise").depthwise_constraint, Prune)
+    x = np.random.default_rng(0).normal(size=(4, 6, 6, 2)).astype("float32")
+    np.testing.assert_allclose(pruned.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    pruned.compile("sgd", "mse")
+    pruned.fit(x, np.ones((4, 1), "float32"), verbose=0, callbacks=[kr.callbacks.RegularizationDriver()])
+    for layer, weight in ((inner_copy.get_layer("conv"), "kernel"),
+                          (inner_copy.get_layer("depthwise"), "kernel")):
+        assert float((keras.ops.convert_to_numpy(getattr(layer, weight)) == 0).mean()) == 0.5
+
+
+def test_save_load_in_a_fresh_process_keeps_the_masks_and_resumes(tmp_path):
+    x, y = _data()
+    schedule = PolynomialDecay(0.0, 0.75, begin_step=0, end_step=12, frequency=4)
+    pruned = kr.pruning.prune(_mlp(), schedule, layers=["h"])
+    pruned.compile(keras.optimizers.SGD(0.05), "mse")
+    pruned.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False,
+               callbacks=[kr.callbacks.RegularizationDriver()])
+    pruned.save(tmp_path / "pruned.keras")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    mask = keras.ops.convert_to_numpy(pruned.get_layer("h").kernel_constraint.mask)
+    pruned.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False,
+               callbacks=[kr.callbacks.RegularizationDriver()])
+    got = run_python("""
+        import json, numpy as np, keras, keras_regx as kr
+        model = keras.models.load_model("pruned.keras", safe_mode=True)
+        layer = model.get_layer("h")
+        before = keras.ops.convert_to_numpy(layer.kernel_constraint.mask).tolist()
+        model.fit(np.load("x.npy"), np.load("y.npy"), batch_size=8, epochs=1, verbose=0,
+                  shuffle=False, callbacks=[kr.callbacks.RegularizationDriver()])
+        print(json.dumps({"mask": before, "kernel": keras.ops.convert_to_numpy(layer.kernel).tolist()}))
+    """, tmp_path)
+    np.testing.assert_array_equal(np.array(got["mask"]), mask)
+    want = keras.ops.convert_to_numpy(pruned.get_layer("h").kernel)
+    np.testing.assert_allclose(np.array(got["kernel"]), want, rtol=1e-5, atol=1e-6)
+    assert float((want == 0).mean()) == 0.75
+
+
+def test_strip_gives_a_plain_keras_model(tmp_path):
+    x, y = _data()
+    pruned = kr.pruning.prune(_mlp(), 0.6)
+    pruned.compile("sgd", "mse")
+    pruned.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[kr.callbacks.RegularizationDriver()])
+    plain = kr.pruning.strip(pruned)
+    assert "keras_regx" not in json.dumps(plain.get_config())
+    np.testing.assert_allclose(plain.predict(x, verbose=0), pruned.predict(x, verbose=0), rtol=1e-6)
+    plain.save(tmp_path / "plain.keras")
+    np.save(tmp_path / "x.npy", x)
+    got = run_python("""
+        import json, sys, numpy as np, keras
+        model = keras.models.load_model("plain.keras")
+        kernels = [keras.ops.convert_to_numpy(l.kernel) for l in model.layers]
+        print(json.dumps({"imported": "keras_regx" in sys.modules,
+                          "zeros": [float((k == 0).mean()) for k in kernels],
+                          "y": keras.ops.convert_to_numpy(model(np.load("x.npy"))).tolist()}))
+    """, tmp_path)
+    assert got["imported"] is False
+    assert got["zeros"] == [1.0 - _keep(k.size, 0.6) / k.size for k in
+                            (np.zeros((8, 16)), np.zeros((16, 8)), np.zeros((8, 1)))]
+    np.testing.assert_allclose(np.array(got["y"]), plain.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_no_warning_when_driven():
+    x, y = _data()
+    pruned = kr.pruning.prune(_mlp(), 0.5)
+    pruned.compile("sgd", "mse")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        pruned.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[kr.callbacks.RegularizationDriver()])
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            raise RuntimeError("interrupted")
+
+
+@pytest.mark.parametrize("first", ["driver", "backup"])
+def test_backup_and_restore_keeps_the_masks_and_the_schedule(tmp_path, first):
+    x, y = _data()
+    schedule = PolynomialDecay(0.0, 0.75, begin_step=0, end_step=24, frequency=4)
+
+    def fit(model, epochs, *extra):
+        backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+        driver = kr.callbacks.RegularizationDriver()
+        callbacks = [driver, backup] if first == "driver" else [backup, driver]
+        model.compile(keras.optimizers.SGD(0.05), "mse")
+        return model.fit(x, y, batch_size=8, epochs=epochs, verbose=0, shuffle=False,
+                         callbacks=callbacks + list(extra))
+
+    whole = kr.pruning.prune(_mlp(), schedule, layers=["h"])
+    whole.compile(keras.optimizers.SGD(0.05), "mse")
+    whole.fit(x, y, batch_size=8, epochs=4, verbose=0, shuffle=False,
+              callbacks=[kr.callbacks.RegularizationDriver()])
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit(kr.pruning.prune(_mlp(), schedule, layers=["h"]), 4, _Interrupt())
+    # A new process would build a new model; the backup restores it, masks included.
+    resumed = kr.pruning.prune(_mlp(), schedule, layers=["h"])
+    history = fit(resumed, 4)
+    assert len(history.epoch) == 2  # epochs 2 and 3
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(resumed.get_layer("h").kernel_constraint.mask),
+        keras.ops.convert_to_numpy(whole.get_layer("h").kernel_constraint.mask))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(resumed.get_layer("h").kernel),
+                               keras.ops.convert_to_numpy(whole.get_layer("h").kernel),
+                               rtol=1e-5, atol=1e-6)
