@@ -473,6 +473,13 @@ def fast_stride_one_pooling():
 
 
 _AFTER_STEP = "_keras_regx_after_step"  # the function a wrapped train step runs
+_IN_WRAPPED_STEP = []  # non-empty while a step wrapped by `after_each_step` runs (traces)
+
+
+def in_wrapped_step():
+    """Whether the code runs inside a train step wrapped by `after_each_step`
+    (on JAX: while `fit()`'s step is traced; not in a custom training loop)."""
+    return bool(_IN_WRAPPED_STEP)
 
 
 def after_each_step(model, optimizer, fn):
@@ -493,7 +500,11 @@ def after_each_step(model, optimizer, fn):
     original = model.train_step
 
     def train_step(state, data):
-        logs, state = original(state, data)
+        _IN_WRAPPED_STEP.append(True)
+        try:
+            logs, state = original(state, data)
+        finally:
+            _IN_WRAPPED_STEP.pop()
         trainable, non_trainable, optimizer_values, metrics = state
         step_optimizer, step_fn = holder[0]
         mapping = (list(zip(model.trainable_variables, trainable))

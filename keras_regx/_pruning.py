@@ -13,7 +13,9 @@ After every optimizer update, inside the compiled step, each group:
 - on steps where its schedule says so (`should_update(step)`, TF Model
   Optimization's `begin_step` / `end_step` / `frequency`), recomputes the
   masks of its kernels from their magnitudes at the sparsity `schedule(step)`
-  (an in-graph branch: nothing goes to the host);
+  (an in-graph branch: nothing goes to the host). `step` counts the updates
+  applied, this one included (1 after the first batch), as TF Model
+  Optimization's `pruning_step` counts the batches it has begun;
 - multiplies its kernels by their masks, so pruned weights are exactly zero
   after every step.
 
@@ -33,6 +35,7 @@ from keras import ops
 
 from keras_regx import _masks
 from keras_regx._backend import after_each_step
+from keras_regx._backend import in_wrapped_step
 from keras_regx._backend import threads_state
 from keras_regx._model_walk import Attachment
 from keras_regx._model_walk import updating_optimizer
@@ -95,6 +98,8 @@ class PruningConstraint(Attachment, keras.constraints.Constraint, keras.layers.L
             self._warn_undriven()
         elif group.in_constraint:
             w = group.apply(self, w)
+        elif not in_wrapped_step():
+            self._warn_custom_loop()
         if self.constraint is not None:
             w = self.constraint(w)
         return w
@@ -108,6 +113,18 @@ class PruningConstraint(Attachment, keras.constraints.Constraint, keras.layers.L
             "being trained, but no `keras_regx.callbacks.RegularizationDriver` "
             "installed its mask updates, so nothing is pruned. Pass "
             "`callbacks=[keras_regx.callbacks.RegularizationDriver()]` to `fit()`.",
+            stacklevel=2,
+        )
+
+    def _warn_custom_loop(self):
+        if self._warned:
+            return
+        self._warned = True
+        warnings.warn(
+            f"`{type(self).__name__}` '{self.name}' prunes a weight trained by a "
+            "JAX training loop other than `fit()`: on JAX the masks are updated "
+            "by `fit()`'s train step (the optimizer's update does not see them), "
+            "so nothing is pruned here. Train with `fit()`.",
             stacklevel=2,
         )
 
@@ -156,7 +173,9 @@ class _Group:
         every weight is updated before Keras applies the constraints)."""
         if constraint is self.first:
             values = [w] + [v.value for _, v in self.members[1:]]
-            self.update(self.optimizer.iterations, values)
+            # Keras applies constraints before its counter moves: this update is
+            # the counter's value plus one.
+            self.update(self.optimizer.iterations + 1, values)
         return w * ops.cast(constraint.mask.value, w.dtype)
 
     def after_step(self, step):
@@ -224,9 +243,8 @@ def attach(model):
     if threads_state():
 
         def after(iterations):
-            step = iterations - 1  # the step just taken
             for group in groups:
-                group.after_step(step)
+                group.after_step(iterations)  # the counter has moved past this update
 
         changed = after_each_step(model, optimizer, after) or changed
     return changed

@@ -237,7 +237,7 @@ class RegularizationDriver(keras.callbacks.Callback):
             # and updates (every `accumulate`-th batch) in `iterations`; the
             # schedules follow the updates.
             self._accumulate = optimizer.gradient_accumulation_steps or 1
-            self._epoch_batches = int(ops.convert_to_numpy(optimizer._iterations.value))
+            self._epoch_batches = int(ops.convert_to_numpy(ops.convert_to_tensor(optimizer._iterations)))
         self._first_batch = None
         self._used = {}
         # Every value, changed or not: the variables may not hold the values

@@ -84,6 +84,11 @@ class PruningSchedule(Schedule):
     `should_update(step)` whether masks are recomputed at `step`: inside
     `[begin_step, end_step]` (`end_step=-1`: for ever), on steps where
     `(step - begin_step) % frequency == 0`, as in TF Model Optimization.
+    `step` counts the optimizer updates applied, the current one included:
+    masks update after the update that makes `step` (the 1st batch is step
+    1), as TF Model Optimization's pruning step counts batches from 1, so
+    with `begin_step=0` and `frequency=100` the first update is at the 100th
+    batch.
     `value_at(step)` and `updates_at(step)` are the same on the host.
 
     Example:
@@ -342,7 +347,7 @@ class Prune(PruningConstraint):
 
     Args:
         sparsity: float in [0, 1) (`ConstantSparsity(sparsity, begin_step=0)`:
-            masks update every 100 steps), a `PolynomialDecay` or
+            masks update every 100 steps, the first at the 100th), a `PolynomialDecay` or
             `ConstantSparsity`, or any keras_regx schedule (masks update every
             100 steps from step 0; values outside [0, 1] are clipped).
         granularity: `"weight"` (single weights); `"unit"` (whole output units

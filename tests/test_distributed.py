@@ -3,8 +3,9 @@ over two logical CPUs; JAX: keras.distribution over two host devices), in a
 fresh process because both need their devices set before the backend starts.
 
 The script trains a model with scheduled, proximal and group penalties (with
-RegularizationScheduler and SparsityMonitor) and a model with every dropout
-variant at scheduled rates, once on one device and once distributed.
+RegularizationScheduler and SparsityMonitor), a model with every dropout
+variant at scheduled rates and a pruned model, once on one device and once
+distributed.
 """
 
 import textwrap
@@ -61,6 +62,16 @@ def dropout_model():
     return model
 
 
+def pruned_model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu", name="p1"),
+                              keras.layers.Dense(1, name="p2")])
+    model = kr.pruning.prune(model, kr.pruning.PolynomialDecay(0.0, 0.75, begin_step=0, end_step=8,
+                                                               frequency=2), scope="global")
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    return model
+
+
 def train(make_scope):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 6)).astype("float32")
@@ -77,6 +88,9 @@ def train(make_scope):
             kr.callbacks.SparsityMonitor(structured=True), losses])
         dhistory = dmodel.fit(xd, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
                               callbacks=[kr.callbacks.RegularizationScheduler()])
+        pmodel = pruned_model()
+        pmodel.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
+                   callbacks=[kr.callbacks.RegularizationDriver()])
         predicted = dmodel.predict(xd, verbose=0)
         shardings = sorted({str(getattr(w.value, "sharding", ""))
                             for w in model.weights + dmodel.weights})
@@ -95,6 +109,9 @@ def train(make_scope):
             "dropout_losses": dhistory.history["loss"],
             "predict_gap": float(np.abs(predicted - plain.predict(xd, verbose=0)).max()),
             "shardings": shardings,
+            "pruned_weights": [w.tolist() for w in pmodel.get_weights()],
+            "pruned_kernels": [keras.ops.convert_to_numpy(pmodel.get_layer(n).kernel).tolist()
+                               for n in ("p1", "p2")],
         }
     print(json.dumps(result))
 """
@@ -116,6 +133,12 @@ def _assert_distributed_matches_one_device(result, same_masks):
     if same_masks:  # JAX draws the same numbers for a sharded array
         np.testing.assert_allclose(many["dropout_losses"], one["dropout_losses"], rtol=1e-5)
     assert many["predict_gap"] <= 1e-5
+    # Pruning (global scope, masks updated every 2 of 8 steps): the same weights
+    # and the same zeros, 75% of the two kernels together.
+    for a, b in zip(one["pruned_weights"], many["pruned_weights"]):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    kernels = [np.array(k) for k in many["pruned_kernels"]]
+    assert sum(int((k == 0).sum()) for k in kernels) == 56 - 14  # keep round(56 * 0.25)
 
 
 if BACKEND == "tensorflow":

@@ -177,6 +177,12 @@ def _mlp(units=16):
                              keras.layers.Dense(1, name="o")])
 
 
+def every_step(sparsity):
+    """`sparsity` with masks recomputed after every update (a float alone
+    waits for the 100th, as TF Model Optimization's `ConstantSparsity`)."""
+    return ConstantSparsity(sparsity, begin_step=0, frequency=1)
+
+
 class Zeros(keras.callbacks.Callback):
     """After every batch: each pruned kernel's fraction of zeros, and whether
     every masked entry is exactly zero."""
@@ -206,9 +212,10 @@ def test_sparsity_follows_the_schedule_inside_fit(jit_compile):
     pruned.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False,
                callbacks=[kr.callbacks.RegularizationDriver(), seen])
     assert seen.exact  # pruned weights exactly zero after every step
-    # After step s the kernels hold the sparsity of the last update <= s.
+    # After batch b (step b + 1: updates counted from 1, as TF MOT counts
+    # batches) the kernels hold the sparsity of the last update <= b + 1.
     expected, current = [], 0.0
-    for step in range(16):
+    for step in range(1, 17):
         if schedule.updates_at(step):
             current = schedule.value_at(step)
         expected.append([1.0 - _keep(n, current) / n for n in (8 * 16, 16 * 8)])
@@ -218,7 +225,7 @@ def test_sparsity_follows_the_schedule_inside_fit(jit_compile):
 
 def test_global_scope_meets_the_total_with_different_layer_sparsities():
     x, y = _data()
-    pruned = kr.pruning.prune(_mlp(32), 0.7, scope="global")
+    pruned = kr.pruning.prune(_mlp(32), every_step(0.7), scope="global")
     pruned.compile(keras.optimizers.SGD(0.05), "mse")
     pruned.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[kr.callbacks.RegularizationDriver()])
     kernels = [keras.ops.convert_to_numpy(pruned.get_layer(n).kernel) for n in ("h", "g", "o")]
@@ -233,7 +240,7 @@ def test_global_scope_meets_the_total_with_different_layer_sparsities():
 def test_structured_granularities_hold_after_fit(granularity):
     x, y = _data()
     sparsity = 0.5
-    pruned = kr.pruning.prune(_mlp(), sparsity, granularity=granularity, layers=["h"])
+    pruned = kr.pruning.prune(_mlp(), every_step(sparsity), granularity=granularity, layers=["h"])
     pruned.compile(keras.optimizers.Adam(0.01), "mse")
     pruned.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[kr.callbacks.RegularizationDriver()])
     kernel = keras.ops.convert_to_numpy(pruned.get_layer("h").kernel)  # (8, 16)
@@ -253,7 +260,7 @@ def test_a_prune_constraint_declared_on_a_layer():
     keras.utils.set_random_seed(0)
     model = keras.Sequential([
         keras.Input((8,)),
-        keras.layers.Dense(16, name="h", kernel_constraint=Prune(0.5, constraint=keras.constraints.NonNeg())),
+        keras.layers.Dense(16, name="h", kernel_constraint=Prune(every_step(0.5), constraint=keras.constraints.NonNeg())),
         keras.layers.Dense(1, name="o"),
     ])
     model.compile(keras.optimizers.SGD(0.05), "mse")
@@ -263,22 +270,27 @@ def test_a_prune_constraint_declared_on_a_layer():
 
 
 def test_proximal_l1_and_pruning_on_one_weight():
+    from keras_regx import _proximal
+
     x, y = _data()
     keras.utils.set_random_seed(0)
     model = keras.Sequential([
         keras.Input((8,)),
-        keras.layers.Dense(16, name="h", kernel_regularizer=kr.L1(0.3, proximal=True),
-                           kernel_constraint=Prune(0.25)),
+        keras.layers.Dense(16, name="h", kernel_regularizer=kr.L1(0.02, proximal=True),
+                           kernel_constraint=Prune(every_step(0.5))),
         keras.layers.Dense(1, name="o"),
     ])
     model.compile(keras.optimizers.SGD(0.05), "mse")
     monitor = kr.callbacks.SparsityMonitor()
     history = model.fit(x, y, batch_size=8, epochs=3, verbose=0,
                         callbacks=[kr.callbacks.RegularizationDriver(), monitor])
-    kernel = keras.ops.convert_to_numpy(model.get_layer("h").kernel)
-    mask = keras.ops.convert_to_numpy(model.get_layer("h").kernel_constraint.mask)
-    assert (kernel[mask == 0] == 0).all() and float((mask == 0).mean()) == 0.25
-    assert float((kernel == 0).mean()) > 0.25  # the soft-threshold zeroes more
+    layer = model.get_layer("h")
+    # The soft-threshold first, then the mask, after every update.
+    assert isinstance(layer.kernel.constraint, _proximal.ProximalStep)
+    assert layer.kernel.constraint.constraint is layer.kernel_constraint
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    mask = keras.ops.convert_to_numpy(layer.kernel_constraint.mask)
+    assert float((mask == 0).mean()) == 0.5 and (kernel[mask == 0] == 0).all()
     assert history.history["sparsity/h"][-1] == pytest.approx(float((kernel == 0).mean()))
 
 
@@ -332,7 +344,7 @@ def test_nested_models_and_other_kernels_are_pruned():
     x = keras.layers.Flatten()(inner(inputs))
     outputs = keras.layers.Dense(1, name="o")(x)
     model = keras.Model(inputs, outputs)
-    pruned = kr.pruning.prune(model, 0.5)
+    pruned = kr.pruning.prune(model, every_step(0.5))
     inner_copy = pruned.get_layer("inner")
     assert isinstance(inner_copy.get_layer("conv").kernel_constraint, Prune)
     assert isinstance(inner_copy.get_layer("depthwise").depthwise_constraint, Prune)
@@ -375,7 +387,7 @@ def test_save_load_in_a_fresh_process_keeps_the_masks_and_resumes(tmp_path):
 
 def test_strip_gives_a_plain_keras_model(tmp_path):
     x, y = _data()
-    pruned = kr.pruning.prune(_mlp(), 0.6)
+    pruned = kr.pruning.prune(_mlp(), every_step(0.6))
     pruned.compile("sgd", "mse")
     pruned.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[kr.callbacks.RegularizationDriver()])
     plain = kr.pruning.strip(pruned)
@@ -441,3 +453,46 @@ def test_backup_and_restore_keeps_the_masks_and_the_schedule(tmp_path, first):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(resumed.get_layer("h").kernel),
                                keras.ops.convert_to_numpy(whole.get_layer("h").kernel),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_custom_training_loops(recwarn):
+    """TensorFlow and PyTorch loops that apply the optimizer prune as `fit()`
+    does (the constraint runs in `optimizer.apply`); a JAX stateless loop
+    cannot (its masks live outside the optimizer's state) and warns."""
+    x, y = (keras.ops.convert_to_tensor(a) for a in _data(16))
+    schedule = ConstantSparsity(0.5, begin_step=0, frequency=1)
+    model = kr.pruning.prune(_mlp(), schedule, layers=["h"])
+    optimizer = keras.optimizers.SGD(0.05)
+    model.compile(optimizer, "mse")
+    optimizer.build(model.trainable_variables)
+    callbacks = keras.callbacks.CallbackList([kr.callbacks.RegularizationDriver()], model=model)
+    callbacks.on_train_begin()
+    callbacks.on_epoch_begin(0)
+    callbacks.on_train_batch_begin(0)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = keras.ops.mean((model(x, training=True) - y) ** 2)
+        optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+    elif backend == "torch":
+        loss = keras.ops.mean((model(x, training=True) - y) ** 2)
+        model.zero_grad()
+        loss.backward()
+        optimizer.apply([v.value.grad for v in model.trainable_variables], model.trainable_variables)
+    else:
+        import jax
+
+        def loss_fn(trainable, non_trainable):
+            predicted, non_trainable = model.stateless_call(trainable, non_trainable, x, training=True)
+            return keras.ops.mean((predicted - y) ** 2), non_trainable
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        grads = jax.grad(loss_fn, has_aux=True)(trainable, non_trainable)[0]
+        with pytest.warns(UserWarning, match="JAX training loop other than `fit\\(\\)`"):
+            optimizer.stateless_apply([v.value for v in optimizer.variables], grads, trainable)
+        return
+    kernel = keras.ops.convert_to_numpy(model.get_layer("h").kernel)
+    assert float((kernel == 0).mean()) == 0.5
