@@ -32,22 +32,18 @@ from _timing import paired_ratios
 from _timing import run_from_command_line
 from _timing import time_fits_per_rep
 from bench_regularizers import BATCH
-from bench_regularizers import LAYERS
 from bench_regularizers import UNITS
+from bench_weight_decay import build as build_mlp
 
 REFERENCE = "unpruned"
 
 
 def build(prune):
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [keras.Input((UNITS,))]
-        + [keras.layers.Dense(UNITS, activation="relu") for _ in range(LAYERS)]
-        + [keras.layers.Dense(1)]
-    )
+    """The benchmark MLP with Adam, pruned by `prune` (None: not pruned)."""
+    model = build_mlp(lambda: keras.optimizers.Adam(1e-3))
     if prune is not None:
         model = prune(model)
-    model.compile(keras.optimizers.Adam(1e-3), "mse")
+        model.compile(keras.optimizers.Adam(1e-3), "mse")
     return model
 
 

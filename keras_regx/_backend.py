@@ -113,6 +113,13 @@ def read_once(value):
     return reads[key]
 
 
+def eager_steps():
+    """Whether training steps run eagerly (PyTorch): a value the host knows
+    is cheaper passed as a Python number than computed with tensor ops, and
+    a tensor condition is read on the host anyway."""
+    return _BACKEND == "torch"
+
+
 def threads_state():
     """Whether the compiled step takes the model state as arguments (JAX): a
     running `fit()` holds the state as arrays between steps, so values

@@ -156,6 +156,7 @@ class RegularizationDriver(keras.callbacks.Callback):
         self._engine = None
         self._weight_decay = None  # a ScheduledWeightDecay of the model, logged
         self._writer = None  # JAX: writes into the running fit()'s state
+        self._pruning_step = None  # sets pruning's step on eager backends
         self._assign = None  # writes the variables
         self._values = {}  # key -> the value set last; replaced, never changed
         self._used = {}  # batch -> `_values` as that batch began
@@ -217,6 +218,7 @@ class RegularizationDriver(keras.callbacks.Callback):
             else:
                 STATE_FED.pop(obj, None)
         self._batches = 0  # batches begun: the step where the model has no optimizer
+        self._pruning_step = _pruning.host_stepper(model)  # eager backends: pruning's step
         self._assign = variable_writer(self._engine.variables, self._engine.current_values)
 
     def on_train_end(self, logs=None):
@@ -249,6 +251,8 @@ class RegularizationDriver(keras.callbacks.Callback):
             self._first_batch = batch  # on_epoch_begin already set this step
         batches = self._epoch_batches + batch - self._first_batch
         self._batches = batches + 1
+        if self._pruning_step is not None:
+            self._pruning_step(batches // self._accumulate + 1)  # the update this batch makes
         if batch != self._first_batch:
             if self.update_freq == "batch":
                 write = self._writer if self._writer is not None else self._assign

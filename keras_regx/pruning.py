@@ -42,6 +42,7 @@ from keras_regx._validation import check_step
 from keras_regx._validation import describe
 from keras_regx._validation import is_schedule
 from keras_regx.schedules import Schedule
+from keras_regx.schedules import value_at as schedules_value_at
 
 __all__ = [
     "ConstantSparsity",
@@ -250,6 +251,9 @@ class _EveryN(PruningSchedule):
 
     def __call__(self, step):
         return ops.cast(self.schedule(step), "float32")
+
+    def value_at(self, step: int | float) -> float:
+        return schedules_value_at(self.schedule, step)
 
 
 def _check_granularity(granularity):
