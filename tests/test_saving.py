@@ -114,11 +114,20 @@ def test_shared_scheduled_regularizers_save_load_and_resume(tmp_path):
         for a, b in zip(loaded.get_weights(), model.get_weights()):
             np.testing.assert_array_equal(a, b)
 
-    resumed = run_python(
+    resumed = _resume_in_fresh_process(tmp_path)
+    _assert_resumed(first, resumed, uninterrupted, {"loss", "enet/l1", "enet/l2", "l2/l2"})
+
+
+def _resume_in_fresh_process(tmp_path, checks=""):
+    """Loads `m.keras` in a fresh process, runs `checks` (Python lines on the
+    loaded `model`), trains it from epoch SPLIT to EPOCHS on `x.npy`, `y.npy`
+    and returns its history."""
+    return run_python(
         f"""
         import json, keras, numpy as np
         import keras_regx as kr
         model = keras.models.load_model("m.keras", safe_mode=True)
+        {checks}
         x, y = np.load("x.npy"), np.load("y.npy")
         history = model.fit(x, y, batch_size=8, epochs={EPOCHS}, initial_epoch={SPLIT},
                             shuffle=False, verbose=0,
@@ -127,7 +136,11 @@ def test_shared_scheduled_regularizers_save_load_and_resume(tmp_path):
         """,
         tmp_path,
     )
-    assert set(resumed) == set(uninterrupted) >= {"loss", "enet/l1", "enet/l2", "l2/l2"}
+
+
+def _assert_resumed(first, resumed, uninterrupted, keys):
+    """The first run's and the resumed run's logs together are the uninterrupted run's."""
+    assert set(resumed) == set(uninterrupted) >= keys
     for key, values in uninterrupted.items():
         np.testing.assert_allclose(first[key] + resumed[key], values, rtol=1e-5, err_msg=key)
 
@@ -160,24 +173,12 @@ def test_shared_schedule_variables_and_weight_decay_resume_in_a_fresh_process(tm
     assert len(model.non_trainable_variables) == 1
     first = _fit(model, x, y, 0, SPLIT)
     model.save(tmp_path / "m.keras")
-    resumed = run_python(
-        f"""
-        import json, keras, numpy as np
-        import keras_regx as kr
-        model = keras.models.load_model("m.keras", safe_mode=True)
-        assert isinstance(model.optimizer, kr.optimizers.ScheduledWeightDecay)
-        assert len(model.non_trainable_variables) == 1
-        x, y = np.load("x.npy"), np.load("y.npy")
-        history = model.fit(x, y, batch_size=8, epochs={EPOCHS}, initial_epoch={SPLIT},
-                            shuffle=False, verbose=0,
-                            callbacks=[kr.callbacks.RegularizationScheduler()])
-        print(json.dumps({{k: [float(v) for v in vs] for k, vs in history.history.items()}}))
-        """,
+    resumed = _resume_in_fresh_process(
         tmp_path,
+        "assert isinstance(model.optimizer, kr.optimizers.ScheduledWeightDecay); "
+        "assert len(model.non_trainable_variables) == 1",
     )
-    assert set(resumed) == set(uninterrupted) >= {"loss", "weight_decay", "l2_0/l2", "l1_2/l1"}
-    for key, values in uninterrupted.items():
-        np.testing.assert_allclose(first[key] + resumed[key], values, rtol=1e-5, err_msg=key)
+    _assert_resumed(first, resumed, uninterrupted, {"loss", "weight_decay", "l2_0/l2", "l1_2/l1"})
 
 
 def test_one_regularizer_shared_by_two_models(tmp_path):
