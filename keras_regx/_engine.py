@@ -26,19 +26,35 @@ from keras_regx._hyperparameters import value_at
 _BUILTIN_MODULES = ("keras_regx.", "keras.")
 
 
-def _schedule_key(schedule):
-    """Schedules with equal keys have equal values at every step."""
+def schedule_key(schedule):
+    """Schedules with equal keys have equal values at every step: keras_regx's
+    and Keras' own by their configs (which say all they compute), any other
+    by identity."""
     cls = type(schedule)
     if cls.__module__.startswith(_BUILTIN_MODULES):
         try:
             config = json.dumps(schedule.get_config(), sort_keys=True)
             return cls.__module__, cls.__qualname__, config
-        except (TypeError, ValueError, RecursionError):  # pragma: no cover - defensive
-            pass
+        except (TypeError, ValueError, RecursionError, NotImplementedError):
+            pass  # a config that does not serialize, or none
     return id(schedule)
 
 
-def share_equal_schedules(objects):
+def schedule_keys():
+    """`key_of(schedule)`: `schedule_key`, computed once per schedule object
+    (a key serializes the schedule's config) for as long as `key_of` lives."""
+    keys = {}  # id(schedule) -> (schedule, key): the schedule kept, its id not reused
+
+    def key_of(schedule):
+        entry = keys.get(id(schedule))
+        if entry is None:
+            entry = keys[id(schedule)] = (schedule, schedule_key(schedule))
+        return entry[1]
+
+    return key_of
+
+
+def share_equal_schedules(objects, key_of=None):
     """Gives the arguments of `objects` that follow equal schedules one variable.
 
     Equal schedules (equal keys) have equal values at every step, so the
@@ -50,16 +66,16 @@ def share_equal_schedules(objects):
     schedule. Only `objects` (one model's) are joined, never objects of
     models trained apart, which may be at other steps.
 
+    `key_of`: a `schedule_keys()` function to share with a `ScheduleEngine`.
     Returns whether an argument changed variable (steps traced before read
     the old ones).
     """
-    shared, keys, changed = {}, {}, False
+    key_of = key_of or schedule_keys()
+    shared, changed = {}, False
     for obj in objects:
         taken = {}  # key -> how many of this object's arguments follow it
         for arg in scheduled_arguments(obj):
-            if id(arg.schedule) not in keys:
-                keys[id(arg.schedule)] = _schedule_key(arg.schedule)
-            key = keys[id(arg.schedule)], arg.bounds
+            key = key_of(arg.schedule), arg.bounds
             k = taken[key] = taken.get(key, -1) + 1
             slots = shared.setdefault(key, [])
             if k == len(slots):
@@ -87,17 +103,18 @@ class ScheduleEngine:
     Args:
         objects: the objects with scheduled hyperparameters (each once).
         keys: `{(id(object), argument): key in logs}`.
+        key_of: a `schedule_keys()` function (shared with
+            `share_equal_schedules`), or None for a new one.
     """
 
-    def __init__(self, objects, keys):
-        groups, seen, schedule_keys = {}, set(), {}
+    def __init__(self, objects, keys, key_of=None):
+        key_of = key_of or schedule_keys()
+        groups, seen = {}, set()
         log_cells = {}  # key in logs -> cell (equal keys hold equal values)
         for obj in objects:
             for arg in scheduled_arguments(obj):
                 log_cells.setdefault(keys[(id(obj), arg.name)], arg.cell)
-                if id(arg.schedule) not in schedule_keys:
-                    schedule_keys[id(arg.schedule)] = _schedule_key(arg.schedule)
-                key = schedule_keys[id(arg.schedule)], arg.bounds
+                key = key_of(arg.schedule), arg.bounds
                 group = groups.get(key)
                 if group is None:
                     group = groups[key] = _Group(obj, arg.name)

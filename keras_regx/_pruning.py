@@ -40,6 +40,7 @@ from keras_regx._backend import after_each_step
 from keras_regx._backend import eager_steps
 from keras_regx._backend import in_wrapped_step
 from keras_regx._backend import threads_state
+from keras_regx._engine import schedule_key
 from keras_regx._model_walk import Attachment
 from keras_regx._model_walk import updating_optimizer
 
@@ -241,26 +242,30 @@ def host_stepper(model):
     return set_step
 
 
+def pruning_constraint(variable):
+    """The pruning constraint of `variable` (possibly wrapped, as by a
+    proximal step), or None."""
+    constraint = getattr(variable, "constraint", None)
+    while constraint is not None:
+        if isinstance(constraint, PruningConstraint):
+            return constraint
+        constraint = getattr(constraint, "constraint", None)
+    return None
+
+
 def _pruned(model):
-    """`(constraint, variable)` for each weight with a pruning constraint
-    (possibly wrapped, as by a proximal step), in the model's order."""
-    found = []
-    for variable in model.trainable_variables:
-        constraint = variable.constraint
-        while constraint is not None:
-            if isinstance(constraint, PruningConstraint):
-                found.append((constraint, variable))
-                break
-            constraint = getattr(constraint, "constraint", None)
-    return found
+    """`(constraint, variable)` for each weight with a pruning constraint, in
+    the model's order."""
+    found = [(pruning_constraint(v), v) for v in model.trainable_variables]
+    return [(c, v) for c, v in found if c is not None]
 
 
 def _schedule_key(schedule):
     """Equal keys: equal sparsity and update steps at every step."""
     inner = getattr(schedule, "schedule", None)  # any other schedule, wrapped
     if inner is not None:
-        return ("every", id(inner))
-    return (type(schedule).__qualname__, repr(sorted(schedule.get_config().items())))
+        return ("every 100 steps", schedule_key(inner))
+    return schedule_key(schedule)
 
 
 def _group_key(constraint):

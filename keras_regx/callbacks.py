@@ -13,6 +13,7 @@ from keras_regx._backend import threads_state
 from keras_regx._backend import variable_writer
 from keras_regx._counting import Counter
 from keras_regx._engine import ScheduleEngine
+from keras_regx._engine import schedule_keys
 from keras_regx._engine import share_equal_schedules
 from keras_regx._hyperparameters import STATE_FED
 from keras_regx._hyperparameters import log_key
@@ -184,13 +185,14 @@ class RegularizationDriver(keras.callbacks.Callback):
         retrace = _proximal.attach(model)
         retrace = _pruning.attach(model) or retrace
         self._objects = scheduled_objects(model)
+        key_of = schedule_keys()  # each schedule's config serialized once
         if model.train_function is not None:
             # `fit()` (it made the function; a custom loop on a model never
             # fitted has none, and may hold the model's state already).
-            share_equal_schedules(self._objects)
+            share_equal_schedules(self._objects, key_of)
         for obj in self._objects:
             mark_driven(obj)
-        self._engine = ScheduleEngine(self._objects, _log_keys(self._objects))
+        self._engine = ScheduleEngine(self._objects, _log_keys(self._objects), key_of)
         self._weight_decay = _scheduled_weight_decay(getattr(model, "optimizer", None))
         self._values, self._used = {}, {}
         variables = self._engine.variables

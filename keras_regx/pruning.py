@@ -31,6 +31,7 @@ from keras import ops
 
 from keras_regx._model_walk import own_variables
 from keras_regx._pruning import PruningConstraint
+from keras_regx._pruning import pruning_constraint
 from keras_regx._surgery import check_model
 from keras_regx._surgery import chosen_layers
 from keras_regx._surgery import clone
@@ -70,12 +71,7 @@ _PRUNED_KEYS = (
 
 
 def _check_sparsity(name, value):
-    value = check_real(name, value, minimum=0.0, maximum=1.0)
-    return value
-
-
-def _check_frequency(frequency):
-    return check_step("frequency", frequency, minimum=1)
+    return check_real(name, value, minimum=0.0, maximum=1.0)
 
 
 class PruningSchedule(Schedule):
@@ -115,23 +111,25 @@ class PruningSchedule(Schedule):
                     + (" or -1 (for ever)" if allow_forever else "")
                     + f". Received: end_step={self.end_step}"
                 )
-        self.frequency = _check_frequency(frequency)
+        self.frequency = check_step("frequency", frequency, minimum=1)
 
     def should_update(self, step):
         """Whether masks are recomputed at `step` (a boolean tensor)."""
-        step = ops.convert_to_tensor(step)
-        begun = ops.greater_equal(step, self.begin_step)
-        elapsed = step - ops.minimum(step, self.begin_step)  # >= 0 (unsigned safe)
-        turn = ops.equal(ops.mod(elapsed, self.frequency), 0)
-        if self.end_step >= 0:
-            begun = ops.logical_and(begun, ops.less_equal(step, self.end_step))
-        return ops.logical_and(begun, turn)
+        return self._due(ops.convert_to_tensor(step), ops)
 
     def updates_at(self, step: int) -> bool:
         """Whether masks are recomputed at `step` (host)."""
-        step = check_step("step", step)
-        in_range = step >= self.begin_step and (self.end_step < 0 or step <= self.end_step)
-        return in_range and (step - self.begin_step) % self.frequency == 0
+        return bool(self._due(check_step("step", step), np))
+
+    def _due(self, step, xp):
+        """The update rule, written once for `keras.ops` and NumPy."""
+        due = xp.logical_and(
+            xp.greater_equal(step, self.begin_step),
+            # >= 0 before the division, also for unsigned step counters
+            xp.equal((step - xp.minimum(step, self.begin_step)) % self.frequency, 0))
+        if self.end_step >= 0:
+            due = xp.logical_and(due, xp.less_equal(step, self.end_step))
+        return due
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -574,16 +572,8 @@ def strip(model: keras.Model) -> keras.Model:
     copy = clone(model, edit)
     for source_layer, target_layer in zip(layer_tree(model), layer_tree(copy)):
         for source, target in zip(own_variables(source_layer), own_variables(target_layer)):
-            mask = _mask_of(source)
-            if mask is not None:
+            constraint = pruning_constraint(source)
+            if constraint is not None and constraint.mask is not None:
+                mask = constraint.mask
                 target.assign(ops.multiply(target.value, ops.cast(mask.value, target.dtype)))
     return copy
-
-
-def _mask_of(variable):
-    constraint = getattr(variable, "constraint", None)
-    while constraint is not None:
-        if isinstance(constraint, PruningConstraint):
-            return constraint.mask
-        constraint = getattr(constraint, "constraint", None)
-    return None
