@@ -7,8 +7,8 @@ batch 64), Adam, every kernel pruned, trained with `RegularizationDriver`:
 - `frequency=100`: `PolynomialDecay(0.0, 0.8)` over the run, masks updated
   every 100 steps (TF Model Optimization's default);
 - `2:4, frequency=100`: two zeros in every four inputs;
-- `frequency=1`: masks recomputed at every step (a sort of every kernel):
-  what one mask update costs.
+- `frequency=1`: masks recomputed at every step: what one mask update
+  costs.
 
 Median step times and paired ratios to `unpruned` with 95% intervals
 (`_timing`). Steps continue across the timed fits, so masks update every

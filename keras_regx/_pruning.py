@@ -144,20 +144,6 @@ class _Group:
         self.members = members  # [(constraint, variable)], in update order
         self.granularity = members[0][0].granularity
 
-    def masks(self, values, sparsity):
-        kind = self.granularity
-        if len(values) > 1:
-            return _masks.global_masks(values, sparsity)
-        w = values[0]
-        if kind == "weight":
-            return [_masks.weight_mask(w, sparsity)]
-        if kind == "unit":
-            return [_masks.unit_mask(w, sparsity)]
-        if kind[0] == "block":
-            return [_masks.block_mask(w, sparsity, kind[1])]
-        n, m = kind[1]
-        return [_masks.n_m_mask(w, n, m)]
-
 
 class _Cluster:
     """The groups that follow one schedule: one decision per step whether
@@ -181,34 +167,50 @@ class _Cluster:
         self.host = (due, sparsity)
 
     def _masks(self, values, sparsity):
-        masks, i = [], 0
+        groups, i = [], 0
         for group in self.groups:
             n = len(group.members)
-            masks += group.masks(values[i:i + n], sparsity)
+            groups.append((values[i:i + n], group.granularity))
             i += n
-        return masks
+        return _masks.masks(groups, sparsity)
 
     def _assign(self, masks):
         for (c, _), mask in zip(self.members, masks):
             c.mask.assign(mask)
 
+    def _sparsity(self, step):
+        return ops.clip(ops.cast(self.schedule(step), "float32"), 0.0, 1.0)
+
     def update(self, step, values):
-        """Recomputes the masks from `values` where `step` is an update step."""
+        """Recomputes the masks where `step` is an update step; `values()`
+        gives the weights' values (read only then)."""
         due = self.schedule.should_update(step)
-        sparsity = ops.clip(ops.cast(self.schedule(step), "float32"), 0.0, 1.0)
+        if self.in_constraint:
+            # TensorFlow: the branch assigns the masks, so steps without an
+            # update copy none.
+            def recompute():
+                self._assign(self._masks(values(), self._sparsity(step)))
+                return ops.convert_to_tensor(True)
+
+            ops.cond(due, recompute, lambda: ops.convert_to_tensor(False))
+            return
+        # JAX: branches are functions of the state; the masks are their value.
         current = [c.mask.value for c, _ in self.members]
-        self._assign(ops.cond(due, lambda: self._masks(values, sparsity), lambda: current))
+        self._assign(ops.cond(due, lambda: self._masks(values(), self._sparsity(step)),
+                              lambda: current))
 
     def apply(self, constraint, w):
         """TensorFlow, PyTorch: the constraint of `constraint`'s weight, `w`
         its value after the update (the first updates all masks: every weight
         is updated before Keras applies the constraints)."""
         if constraint is self.first:
-            values = [w] + [v.value for _, v in self.members[1:]]
+            def values():
+                return [w] + [v.value for _, v in self.members[1:]]
+
             if self.host is not None:  # eager: the host knows the step
                 due, sparsity = self.host
                 if due:
-                    self._assign(self._masks(values, sparsity))
+                    self._assign(self._masks(values(), sparsity))
             else:
                 # Keras applies constraints before its counter moves: this
                 # update is the counter's value plus one.
@@ -217,7 +219,7 @@ class _Cluster:
 
     def after_step(self, step):
         """JAX: the same on the step's state (inside a stateless scope)."""
-        self.update(step, [v.value for _, v in self.members])
+        self.update(step, lambda: [v.value for _, v in self.members])
         for c, v in self.members:
             v.assign(v.value * ops.cast(c.mask.value, v.dtype))
 

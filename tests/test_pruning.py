@@ -13,6 +13,7 @@ from conftest import run_python
 
 import keras_regx as kr
 from keras_regx import _masks
+from keras_regx._backend import compiled
 from keras_regx.pruning import ConstantSparsity
 from keras_regx.pruning import PolynomialDecay
 from keras_regx.pruning import Prune
@@ -99,42 +100,62 @@ def _keep(n, sparsity):
     return max(int(np.round(np.float32(n) * (np.float32(1.0) - np.float32(sparsity)))), 1)
 
 
+# Masks are found two ways: with the sparsity a tensor (compiled steps: a
+# bisection) and with a Python number (eager steps: partial sorts).
+SPARSITY_KNOWN_ON = ["host", "graph"]
+
+
+def _masks_of(groups, sparsity, known_on):
+    if known_on == "graph":
+        sparsity = keras.ops.convert_to_tensor(sparsity, "float32")
+    groups = [([keras.ops.convert_to_tensor(w) for w in weights], kind) for weights, kind in groups]
+    return [keras.ops.convert_to_numpy(m) for m in _masks.masks(groups, sparsity)]
+
+
+def _mask(w, kind, sparsity, known_on):
+    return _masks_of([([w], kind)], sparsity, known_on)[0]
+
+
+@pytest.mark.parametrize("known_on", SPARSITY_KNOWN_ON)
 @pytest.mark.parametrize("shape", [(8, 6), (3, 3, 4, 5)])
 @pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.9, 0.999])
-def test_weight_mask_keeps_the_largest(shape, sparsity):
+def test_weight_mask_keeps_the_largest(shape, sparsity, known_on):
     w = _distinct(shape, 0)
-    mask = keras.ops.convert_to_numpy(_masks.weight_mask(keras.ops.convert_to_tensor(w), sparsity))
+    mask = _mask(w, "weight", sparsity, known_on)
     keep = _keep(w.size, sparsity)
     want = np.abs(w) >= np.sort(np.abs(w).ravel())[::-1][keep - 1]
     np.testing.assert_array_equal(mask, want.astype("float32"))
     assert int(mask.sum()) == keep
 
 
-def test_global_masks_share_one_threshold():
+@pytest.mark.parametrize("known_on", SPARSITY_KNOWN_ON)
+def test_global_masks_share_one_threshold(known_on):
     weights = [_distinct((8, 6), 1) * 3.0, _distinct((6, 4), 2)]
-    masks = _masks.global_masks([keras.ops.convert_to_tensor(w) for w in weights], 0.6)
+    masks = _masks_of([(weights, "weight")], 0.6, known_on)
     flat = np.concatenate([np.abs(w).ravel() for w in weights])
     threshold = np.sort(flat)[::-1][_keep(flat.size, 0.6) - 1]
     for w, m in zip(weights, masks):
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(m), (np.abs(w) >= threshold).astype("float32"))
-    kept = [keras.ops.convert_to_numpy(m).mean() for m in masks]
+        np.testing.assert_array_equal(m, (np.abs(w) >= threshold).astype("float32"))
+    kept = [m.mean() for m in masks]
     assert kept[0] > kept[1]  # the larger kernel keeps more: one threshold
 
 
+@pytest.mark.parametrize("known_on", SPARSITY_KNOWN_ON)
 @pytest.mark.parametrize("shape", [(8, 6), (3, 3, 4, 5)])
-def test_unit_mask_keeps_the_units_with_the_largest_norms(shape):
+def test_unit_mask_keeps_the_units_with_the_largest_norms(shape, known_on):
     w = _distinct(shape, 3)
-    mask = keras.ops.convert_to_numpy(_masks.unit_mask(keras.ops.convert_to_tensor(w), 0.5))
+    mask = _mask(w, "unit", 0.5, known_on)
     norms = np.sqrt((w.reshape(-1, shape[-1]) ** 2).sum(0))
     keep = _keep(shape[-1], 0.5)
     kept = norms >= np.sort(norms)[::-1][keep - 1]
     np.testing.assert_array_equal(mask, np.broadcast_to(kept.astype("float32"), shape))
 
 
+@pytest.mark.parametrize("known_on", SPARSITY_KNOWN_ON)
 @pytest.mark.parametrize("shape, block", [((8, 6), (2, 3)), ((7, 5), (2, 2)), ((3, 3, 2, 4), (3, 2))])
-def test_block_mask_ranks_blocks_by_mean_magnitude(shape, block):
+def test_block_mask_ranks_blocks_by_mean_magnitude(shape, block, known_on):
     w = _distinct(shape, 4)
-    mask = keras.ops.convert_to_numpy(_masks.block_mask(keras.ops.convert_to_tensor(w), 0.5, block))
+    mask = _mask(w, ("block", block), 0.5, known_on)
     matrix = np.abs(w.reshape(-1, shape[-1]))
     rows, cols = matrix.shape
     r, c = block
@@ -153,12 +174,46 @@ def test_block_mask_ranks_blocks_by_mean_magnitude(shape, block):
 @pytest.mark.parametrize("shape, n, m", [((8, 6), 2, 4), ((3, 3, 8, 5), 2, 4), ((12, 3), 1, 3)])
 def test_n_m_mask_zeroes_the_n_smallest_of_every_m_inputs(shape, n, m):
     w = _distinct(shape, 5)
-    mask = keras.ops.convert_to_numpy(_masks.n_m_mask(keras.ops.convert_to_tensor(w), n, m))
+    mask = _mask(w, ("n:m", (n, m)), 0.5, "graph")
     groups = np.moveaxis(np.abs(w), -2, -1).reshape(-1, m)
     kept = np.moveaxis(mask, -2, -1).reshape(-1, m)
     assert (kept.sum(-1) == m - n).all()
     for g, k in zip(groups, kept):
         assert g[k == 0].max() < g[k == 1].min()
+
+
+@pytest.mark.parametrize("known_on", SPARSITY_KNOWN_ON)
+def test_kernels_of_one_size_are_searched_together_each_at_its_own_threshold(known_on):
+    # Three kernels of 48 entries (stacked into one search), one of 24 and
+    # one whose magnitudes tie at the threshold (all ties are kept).
+    weights = [_distinct((8, 6), 10) * 10.0, _distinct((6, 8), 11), _distinct((4, 6), 12),
+               _distinct((8, 6), 13) * 1e-3, np.ones((8, 6), "float32")]
+    groups = [([w], "weight") for w in weights] + [([weights[1]], "unit")]
+    masks = _masks_of(groups, 0.7, known_on)
+    for w, m in zip(weights, masks):
+        magnitude = np.abs(w).ravel()
+        threshold = np.sort(magnitude)[::-1][_keep(magnitude.size, 0.7) - 1]
+        np.testing.assert_array_equal(m, (np.abs(w) >= threshold).astype("float32"))
+    assert masks[4].all()  # every entry ties with the threshold
+    norms = np.sqrt((weights[1] ** 2).sum(0))
+    kept = norms >= np.sort(norms)[::-1][_keep(8, 0.7) - 1]
+    np.testing.assert_array_equal(masks[5], np.broadcast_to(kept, (6, 8)).astype("float32"))
+
+
+def test_thresholds_in_a_compiled_function_match_the_host_ones():
+    rows = [np.abs(_distinct((64,), seed)) for seed in range(3)] + [np.abs(_distinct((10,), 4))]
+
+    def found(sparsity):
+        return _masks.thresholds([keras.ops.convert_to_tensor(r) for r in rows], sparsity)
+
+    in_graph = compiled(found)
+    for sparsity in [0.0, 0.25, 0.5, 0.9]:
+        host = [keras.ops.convert_to_numpy(t) for t in found(sparsity)]
+        graph = [keras.ops.convert_to_numpy(t)
+                 for t in in_graph(keras.ops.convert_to_tensor(sparsity, "float32"))]
+        want = [np.sort(r)[::-1][_keep(r.size, sparsity) - 1] for r in rows]
+        np.testing.assert_array_equal(host, want)
+        np.testing.assert_array_equal(graph, want)
 
 
 # Pruning in fit().
@@ -253,6 +308,49 @@ def test_structured_granularities_hold_after_fit(granularity):
     else:
         blocks = (kernel.reshape(4, 2, 4, 4) == 0).all(axis=(1, 3))
         assert ((kernel.reshape(4, 2, 4, 4) == 0).any(axis=(1, 3)) == blocks).all()
+
+
+def _sequence_model():
+    inputs = keras.Input((6,), dtype="int32")
+    h = keras.layers.Embedding(20, 8)(inputs)
+    h = keras.layers.Conv1D(8, 3, padding="same")(h)
+    h = keras.layers.LSTM(8, return_sequences=True)(h)
+    h = keras.layers.GRU(8)(h)
+    h = keras.layers.EinsumDense("ab,bc->ac", output_shape=(4,))(h)
+    return keras.Model(inputs, keras.layers.Dense(1)(h))
+
+
+def _image_model():
+    inputs = keras.Input((6, 6, 2))
+    h = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    h = keras.layers.DepthwiseConv2D(3, padding="same")(h)
+    h = keras.layers.SeparableConv2D(8, 3, padding="same")(h)
+    h = keras.layers.Conv2DTranspose(4, 2, strides=2)(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inputs, keras.layers.Dense(1)(h))
+
+
+@pytest.mark.parametrize("make, data, pruned_weights", [
+    (_sequence_model, lambda rng: rng.integers(0, 20, (16, 6)).astype("int32"),
+     ["embeddings", "kernel", "kernel", "recurrent_kernel", "kernel", "recurrent_kernel",
+      "kernel", "kernel"]),
+    (_image_model, lambda rng: rng.normal(size=(16, 6, 6, 2)).astype("float32"),
+     ["kernel", "kernel", "depthwise_kernel", "pointwise_kernel", "kernel", "kernel"]),
+])
+def test_every_kind_of_kernel_is_pruned_inside_fit(make, data, pruned_weights):
+    # Embedding, convolutions (1-D, 2-D, depthwise, separable, transposed),
+    # LSTM / GRU kernels and recurrent kernels, EinsumDense, Dense.
+    rng = np.random.default_rng(0)
+    x, y = data(rng), rng.normal(size=(16, 1)).astype("float32")
+    keras.utils.set_random_seed(0)
+    pruned = kr.pruning.prune(make(), every_step(0.5))
+    pruned.compile(keras.optimizers.Adam(0.01), "mse")
+    pruned.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[kr.callbacks.RegularizationDriver()])
+    weights = [v for v in pruned.trainable_variables if isinstance(v.constraint, Prune)]
+    assert [v.path.split("/")[-1] for v in weights] == pruned_weights, [v.path for v in weights]
+    for v in weights:
+        value = keras.ops.convert_to_numpy(v)
+        assert int((value == 0).sum()) == value.size - _keep(value.size, 0.5), v.path
 
 
 def test_a_prune_constraint_declared_on_a_layer():
