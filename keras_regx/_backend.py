@@ -6,7 +6,8 @@ question only the backend can answer) or where one backend's kernel is much
 faster or behaves differently from the others. Nothing else in the package
 asks which backend runs.
 
-- `compiled(fn)`: a function compiled for the backend.
+- `compiled(fn)`: a function compiled for the backend; `fused(fn)`: one
+  XLA computation where the step around it is not one.
 - `taking_gradients(x)`: whether a training step is taking gradients.
 - `read_once(value)`: a scheduled variable as a compiled step should read it.
 - `threads_state()`, `variable_writer`, `JaxStateWriter`: how the scheduler's
@@ -18,7 +19,8 @@ asks which backend runs.
 - `keras_dropout_draws_from_seed()`, `fast_stride_one_pooling()`: where the
   dropout layers must not, or need not, use a Keras kernel.
 - `after_each_step(model, optimizer, fn)`: JAX's way to update model state
-  (pruning masks) after each optimizer update.
+  (pruning masks) after each optimizer update; `multiply_in_place`:
+  PyTorch's way to apply them.
 """
 
 import keras
@@ -48,6 +50,20 @@ def compiled(fn):
                 return fn(*args)
 
         return run
+    return fn
+
+
+def fused(fn):
+    """`fn` as one XLA computation where the step around it may not be one:
+    on TensorFlow a graph that is not compiled with XLA (Keras' default on
+    the CPU) runs each op on its own, so the 32 counting passes of the
+    pruning thresholds of 24 kernels took 18-26 ms, 9-12 ms fused
+    (`benchmarks/RESULTS.md`, "Magnitude pruning"). `fn` itself on JAX (the
+    step is compiled whole) and PyTorch (eager)."""
+    if _BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True)
     return fn
 
 
@@ -158,6 +174,19 @@ def _torch_write(pairs):
     with torch.no_grad():
         for variable, value in pairs:
             variable.value.fill_(value)
+
+
+def multiply_in_place(variables, factors):
+    """PyTorch: multiplies each of `variables` by its factor (a variable of
+    its shape) in place, all in one fused op outside autograd. Applying a
+    pruning mask as a constraint's value (a product, then Keras' checked
+    `assign`) cost 0.95 ms a step for the 25 kernels of the benchmark MLP,
+    4% of its step; in place, with Keras assigning each weight to itself,
+    about half (`benchmarks/RESULTS.md`, "Magnitude pruning")."""
+    import torch
+
+    with torch.no_grad():
+        torch._foreach_mul_([v.value for v in variables], [f.value for f in factors])
 
 
 class _TensorFlowWriter:

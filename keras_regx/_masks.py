@@ -12,6 +12,8 @@ import math
 import numpy as np
 from keras import ops
 
+from keras_regx._backend import fused
+
 
 def masks(groups, sparsity):
     """The masks of `groups`, a list of `(weights, granularity)` where the
@@ -83,7 +85,7 @@ def thresholds(rows, sparsity):
         if isinstance(keep, int):
             values = _partial_sort_threshold(stacked, keep)
         else:
-            values = _bisection_threshold(stacked, keep)
+            values = _fused_bisection(stacked, keep)
         for position, index in enumerate(indices):
             found[index] = values[position]
     return found
@@ -114,6 +116,9 @@ def _bisection_threshold(scores, keep):
         low = ops.where(enough, middle, low)
         high = ops.where(enough, high, middle - 1)
     return ops.view(low, "float32")
+
+
+_fused_bisection = fused(_bisection_threshold)
 
 
 def _kept(scores, threshold, dtype):

@@ -39,6 +39,7 @@ from keras_regx import _masks
 from keras_regx._backend import after_each_step
 from keras_regx._backend import eager_steps
 from keras_regx._backend import in_wrapped_step
+from keras_regx._backend import multiply_in_place
 from keras_regx._backend import threads_state
 from keras_regx._engine import schedule_key
 from keras_regx._model_walk import Attachment
@@ -153,6 +154,7 @@ class _Cluster:
     def __init__(self, groups, optimizer):
         self.groups = groups
         self.members = [m for g in groups for m in g.members]  # in update order
+        self.variables = {id(c): v for c, v in self.members}
         self.first = self.members[0][0]
         self.schedule = self.first.schedule
         self.optimizer = optimizer
@@ -203,18 +205,22 @@ class _Cluster:
         """TensorFlow, PyTorch: the constraint of `constraint`'s weight, `w`
         its value after the update (the first updates all masks: every weight
         is updated before Keras applies the constraints)."""
-        if constraint is self.first:
-            def values():
-                return [w] + [v.value for _, v in self.members[1:]]
-
-            if self.host is not None:  # eager: the host knows the step
+        if self.host is not None:  # eager (PyTorch): the host knows the step
+            if constraint is self.first:
                 due, sparsity = self.host
                 if due:
-                    self._assign(self._masks(values(), sparsity))
-            else:
-                # Keras applies constraints before its counter moves: this
-                # update is the counter's value plus one.
-                self.update(self.optimizer.iterations + 1, values)
+                    self._assign(self._masks(
+                        [w] + [v.value for _, v in self.members[1:]], sparsity))
+                # Every kernel at once, in place: Keras then assigns each
+                # constraint's value, a weight to itself.
+                multiply_in_place([v for _, v in self.members], [c.mask for c, _ in self.members])
+            if w is self.variables[id(constraint)]:
+                return w
+        elif constraint is self.first:
+            # Keras applies constraints before its counter moves: this
+            # update is the counter's value plus one.
+            self.update(self.optimizer.iterations + 1,
+                        lambda: [w] + [v.value for _, v in self.members[1:]])
         return w * ops.cast(constraint.mask.value, w.dtype)
 
     def after_step(self, step):
