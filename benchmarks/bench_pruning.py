@@ -4,6 +4,9 @@ The benchmark MLP of `bench_regularizers.py` (24 Dense layers of 256 units,
 batch 64), Adam, every kernel pruned, trained with `RegularizationDriver`:
 
 - `unpruned` (the reference) and `unpruned (control)`: the run's noise;
+- `keras NonNeg`: every kernel with Keras' `NonNeg` constraint, what a
+  Keras constraint costs a step (Keras assigns each constrained weight
+  after each update; a pruning mask is applied as one);
 - `frequency=100`: `PolynomialDecay(0.0, 0.8)` over the run, masks updated
   every 100 steps (TF Model Optimization's default);
 - `2:4, frequency=100`: two zeros in every four inputs;
@@ -47,6 +50,15 @@ def build(prune):
     return model
 
 
+def keras_constraint(model):
+    """A copy of `model` with Keras' `NonNeg` on every kernel."""
+    def clone(layer):
+        return layer.__class__.from_config({**layer.get_config(),
+                                            "kernel_constraint": keras.constraints.NonNeg()})
+
+    return keras.models.clone_model(model, clone_function=clone)
+
+
 def main(reps, steps):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(BATCH * steps, UNITS)).astype("float32")
@@ -60,6 +72,7 @@ def main(reps, steps):
     configs = {
         REFERENCE: None,
         "unpruned (control)": None,
+        "keras NonNeg": keras_constraint,
         "frequency=100": lambda m: kr.pruning.prune(m, decay(100)),
         "2:4, frequency=100": lambda m: kr.pruning.prune(
             m, kr.pruning.ConstantSparsity(0.5, begin_step=0, frequency=100), granularity="2:4"),
