@@ -518,6 +518,22 @@ def in_wrapped_step():
     return bool(_IN_WRAPPED_STEP)
 
 
+def on_state(model, state, fn):
+    """Runs `fn()` on `state`, `(trainable, non_trainable, optimizer_values)`
+    (values of `model`'s trainable and non-trainable variables and of
+    `model.optimizer`'s variables, in their orders), inside a stateless scope:
+    what `fn` assigns becomes the new state. Returns the new `(trainable,
+    non_trainable)` values."""
+    trainable, non_trainable, optimizer_values = state
+    mapping = (list(zip(model.trainable_variables, trainable))
+               + list(zip(model.non_trainable_variables, non_trainable))
+               + list(zip(model.optimizer.variables, optimizer_values)))
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        fn()
+    return ([scope.get_current_value(v) for v in model.trainable_variables],
+            [scope.get_current_value(v) for v in model.non_trainable_variables])
+
+
 def after_each_step(model, optimizer, fn):
     """JAX: runs `fn(optimizer.iterations)` after each training step of
     `fit()`, on the state the step returns.
@@ -543,13 +559,9 @@ def after_each_step(model, optimizer, fn):
             _IN_WRAPPED_STEP.pop()
         trainable, non_trainable, optimizer_values, metrics = state
         step_optimizer, step_fn = holder[0]
-        mapping = (list(zip(model.trainable_variables, trainable))
-                   + list(zip(model.non_trainable_variables, non_trainable))
-                   + list(zip(model.optimizer.variables, optimizer_values)))
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            step_fn(step_optimizer.iterations)
-        trainable = [scope.get_current_value(v) for v in model.trainable_variables]
-        non_trainable = [scope.get_current_value(v) for v in model.non_trainable_variables]
+        trainable, non_trainable = on_state(
+            model, (trainable, non_trainable, optimizer_values),
+            lambda: step_fn(step_optimizer.iterations))
         return logs, (trainable, non_trainable, optimizer_values, metrics)
 
     # Past Keras' attribute tracking: neither is model state.

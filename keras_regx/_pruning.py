@@ -26,7 +26,9 @@ PyTorch the driver passes the step's decision from the host). On JAX the
 optimizer's stateless update sees only optimizer and trainable state, not
 the masks (model state), so the model's train step is wrapped to run the
 same code on the step's state after it (`keras_regx._backend.after_each_step`);
-the constraint itself only applies the constraint it wraps.
+the constraint itself only applies the constraint it wraps. A JAX loop of the
+user's calls `stateless_update` on its state instead (the driver warns after
+a batch whose step did not).
 """
 
 import warnings
@@ -40,6 +42,7 @@ from keras_regx._backend import after_each_step
 from keras_regx._backend import eager_steps
 from keras_regx._backend import in_wrapped_step
 from keras_regx._backend import multiply_in_place
+from keras_regx._backend import on_state
 from keras_regx._backend import threads_state
 from keras_regx._engine import schedule_key
 from keras_regx._model_walk import Attachment
@@ -104,7 +107,7 @@ class PruningConstraint(Attachment, keras.constraints.Constraint, keras.layers.L
         elif group.in_constraint:
             w = group.apply(self, w)
         elif not in_wrapped_step():
-            self._warn_custom_loop()
+            group.custom_loop = True  # the driver warns unless `stateless_update` follows
         if self.constraint is not None:
             w = self.constraint(w)
         return w
@@ -121,15 +124,17 @@ class PruningConstraint(Attachment, keras.constraints.Constraint, keras.layers.L
             stacklevel=2,
         )
 
-    def _warn_custom_loop(self):
+    def warn_custom_loop(self):
         if self._warned:
             return
         self._warned = True
         warnings.warn(
             f"`{type(self).__name__}` '{self.name}' prunes a weight trained by a "
-            "JAX training loop other than `fit()`: on JAX the masks are updated "
-            "by `fit()`'s train step (the optimizer's update does not see them), "
-            "so nothing is pruned here. Train with `fit()`.",
+            "JAX training loop other than `fit()` that does not update the masks "
+            "(the optimizer's update does not see them: they are model state), "
+            "so nothing is pruned. After `optimizer.stateless_apply(...)`, pass "
+            "the state through `kr.pruning.stateless_update(model, "
+            "trainable_values, non_trainable_values, optimizer_values)`.",
             stacklevel=2,
         )
 
@@ -162,6 +167,9 @@ class _Cluster:
         # Eager steps (PyTorch), driven: (whether the coming step updates the
         # masks, its sparsity), set by the driver from the host's step count.
         self.host = None
+        # JAX: whether a step the user traced ran the optimizer's update
+        # (constraints) outside `fit()`, and whether one updated the masks.
+        self.custom_loop = self.masks_updated = False
 
     def set_host_step(self, step):
         due = self.schedule.updates_at(step)
@@ -183,11 +191,11 @@ class _Cluster:
     def _sparsity(self, step):
         return ops.clip(ops.cast(self.schedule(step), "float32"), 0.0, 1.0)
 
-    def update(self, step, values):
+    def update(self, step, values, in_place):
         """Recomputes the masks where `step` is an update step; `values()`
         gives the weights' values (read only then)."""
         due = self.schedule.should_update(step)
-        if self.in_constraint:
+        if in_place:
             # TensorFlow: the branch assigns the masks, so steps without an
             # update copy none.
             def recompute():
@@ -220,12 +228,13 @@ class _Cluster:
             # Keras applies constraints before its counter moves: this
             # update is the counter's value plus one.
             self.update(self.optimizer.iterations + 1,
-                        lambda: [w] + [v.value for _, v in self.members[1:]])
+                        lambda: [w] + [v.value for _, v in self.members[1:]], in_place=True)
         return w * ops.cast(constraint.mask.value, w.dtype)
 
     def after_step(self, step):
         """JAX: the same on the step's state (inside a stateless scope)."""
-        self.update(step, lambda: [v.value for _, v in self.members])
+        self.masks_updated = True
+        self.update(step, lambda: [v.value for _, v in self.members], in_place=False)
         for c, v in self.members:
             v.assign(v.value * ops.cast(c.mask.value, v.dtype))
 
@@ -248,6 +257,60 @@ def host_stepper(model):
             cluster.set_host_step(step)
 
     return set_step
+
+
+def custom_loop_check(model):
+    """On JAX, for a model with pruned weights: a function the driver calls
+    after each batch, which warns (once per schedule, naming its first
+    weight's constraint) when a training loop of the user's ran the
+    optimizer's update on the pruned weights but never updated the masks
+    (`stateless_update`). None elsewhere."""
+    clusters = _GROUPS.get(model)
+    if not clusters or not threads_state():
+        return None
+
+    def check():
+        for cluster in clusters:
+            if cluster.custom_loop and not cluster.masks_updated:
+                cluster.first.warn_custom_loop()
+
+    return check
+
+
+def stateless_update(model, trainable, non_trainable, optimizer_values):
+    """`kr.pruning.stateless_update` (see there)."""
+    clusters = _GROUPS.get(model)
+    if not clusters:
+        found = _pruned(model)
+        if found:
+            raise ValueError(
+                f"`{type(found[0][0]).__name__}` on weight '{found[0][1].path}': no "
+                "`keras_regx.callbacks.RegularizationDriver` has installed the mask "
+                "updates of this model (it creates the masks when training begins). "
+                "Call `callbacks.on_train_begin()`, the driver among the callbacks, "
+                "before collecting the state values."
+            )
+        return list(trainable), list(non_trainable)
+    for name, owner, variables, values in (
+            ("trainable_values", "model.trainable_variables", model.trainable_variables, trainable),
+            ("non_trainable_values", "model.non_trainable_variables",
+             model.non_trainable_variables, non_trainable),
+            ("optimizer_values", "model.optimizer.variables", model.optimizer.variables,
+             optimizer_values)):
+        if len(values) != len(variables):
+            hint = ("; the masks are non-trainable variables, created when training "
+                    "begins" if name == "non_trainable_values" else "")
+            raise ValueError(
+                f"Invalid value for argument `{name}`: expected one value per variable "
+                f"of `{owner}` ({len(variables)}{hint}). Received: {len(values)} values"
+            )
+    optimizer = updating_optimizer(model.optimizer)
+
+    def update():
+        for cluster in clusters:
+            cluster.after_step(optimizer.iterations)  # the counter has moved past this update
+
+    return on_state(model, (trainable, non_trainable, optimizer_values), update)
 
 
 def pruning_constraint(variable):

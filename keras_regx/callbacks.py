@@ -158,6 +158,7 @@ class RegularizationDriver(keras.callbacks.Callback):
         self._weight_decay = None  # a ScheduledWeightDecay of the model, logged
         self._writer = None  # JAX: writes into the running fit()'s state
         self._pruning_step = None  # sets pruning's step on eager backends
+        self._pruning_check = None  # JAX: warns if a custom loop skips the masks
         self._assign = None  # writes the variables
         self._values = {}  # key -> the value set last; replaced, never changed
         self._used = {}  # batch -> `_values` as that batch began
@@ -221,6 +222,7 @@ class RegularizationDriver(keras.callbacks.Callback):
                 STATE_FED.pop(obj, None)
         self._batches = 0  # batches begun: the step where the model has no optimizer
         self._pruning_step = _pruning.host_stepper(model)  # eager backends: pruning's step
+        self._pruning_check = _pruning.custom_loop_check(model)  # JAX: masks updated?
         self._assign = variable_writer(self._engine.variables, self._engine.current_values)
 
     def on_train_end(self, logs=None):
@@ -346,6 +348,8 @@ class RegularizationDriver(keras.callbacks.Callback):
         return values
 
     def on_train_batch_end(self, batch, logs=None):
+        if self._pruning_check is not None:
+            self._pruning_check()
         if self.log and logs is not None:
             logs.update(self._values_of_batch(batch))
 

@@ -32,6 +32,7 @@ from keras import ops
 from keras_regx._model_walk import own_variables
 from keras_regx._pruning import PruningConstraint
 from keras_regx._pruning import pruning_constraint
+from keras_regx._pruning import stateless_update as _stateless_update
 from keras_regx._surgery import check_model
 from keras_regx._surgery import chosen_layers
 from keras_regx._surgery import clone
@@ -51,6 +52,7 @@ __all__ = [
     "Prune",
     "PruningSchedule",
     "prune",
+    "stateless_update",
     "strip",
 ]
 
@@ -535,6 +537,53 @@ def prune(model: keras.Model, sparsity: Schedulable = 0.5, *, granularity: Granu
 def _is_prune(config):
     return isinstance(config, dict) and config.get("class_name") == "Prune" and str(
         config.get("registered_name", "")).startswith(_PACKAGE)
+
+
+def stateless_update(model: keras.Model, trainable_values: list, non_trainable_values: list,
+                     optimizer_values: list) -> tuple[list, list]:
+    """The mask updates of a step, for training loops that thread the state.
+
+    A training loop that passes the model's state through `jax.jit` itself
+    (Keras' guide "Writing a training loop from scratch in JAX") updates the
+    weights with `optimizer.stateless_apply`, which does not see the masks
+    (they are model state, not the optimizer's). Call this right after it,
+    inside the compiled step: on update steps it recomputes the masks, and
+    it multiplies the pruned weights by them. `fit()`, and loops that call
+    `optimizer.apply` (TensorFlow, PyTorch), need nothing. The model must be
+    compiled with its optimizer, and the masks exist once a
+    `keras_regx.callbacks.RegularizationDriver` among the loop's callbacks has
+    run `on_train_begin()`: collect the state lists after it.
+
+    Args:
+        model: the pruned model.
+        trainable_values: one value per `model.trainable_variables`, after
+            the optimizer's update.
+        non_trainable_values: one value per `model.non_trainable_variables`.
+        optimizer_values: one value per `model.optimizer.variables`, after
+            the update (its step counter counts this update).
+
+    Returns:
+        `(trainable_values, non_trainable_values)`: new lists, the pruned
+        weights and the masks updated, every other entry as given.
+
+    Example:
+    ```python
+    >>> model = kr.pruning.prune(keras.Sequential([keras.Input((4,)), keras.layers.Dense(8)]),
+    ...                          kr.pruning.ConstantSparsity(0.5, begin_step=0, frequency=1))
+    >>> model.compile(keras.optimizers.SGD(0.1), "mse")
+    >>> model.optimizer.build(model.trainable_variables)
+    >>> callbacks = keras.callbacks.CallbackList([kr.callbacks.RegularizationDriver()], model=model)
+    >>> callbacks.on_train_begin()  # creates the masks
+    >>> trainable = [v.value for v in model.trainable_variables]
+    >>> non_trainable = [v.value for v in model.non_trainable_variables]
+    >>> optimizer_values = [v.value for v in model.optimizer.variables]
+    >>> trainable, non_trainable = kr.pruning.stateless_update(
+    ...     model, trainable, non_trainable, optimizer_values)
+    >>> float(keras.ops.mean(keras.ops.equal(trainable[0], 0.0)))
+    0.5
+    ```
+    """
+    return _stateless_update(model, trainable_values, non_trainable_values, optimizer_values)
 
 
 def strip(model: keras.Model) -> keras.Model:

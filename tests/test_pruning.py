@@ -553,10 +553,9 @@ def test_backup_and_restore_keeps_the_masks_and_the_schedule(tmp_path, first):
                                rtol=1e-5, atol=1e-6)
 
 
-def test_custom_training_loops(recwarn):
-    """TensorFlow and PyTorch loops that apply the optimizer prune as `fit()`
-    does (the constraint runs in `optimizer.apply`); a JAX stateless loop
-    cannot (its masks live outside the optimizer's state) and warns."""
+def _custom_loop_step(update_masks=True):
+    """One step of the training loop of Keras' guide for this backend on a
+    model pruned to 0.5 from the first update; returns the model."""
     x, y = (keras.ops.convert_to_tensor(a) for a in _data(16))
     schedule = ConstantSparsity(0.5, begin_step=0, frequency=1)
     model = kr.pruning.prune(_mlp(), schedule, layers=["h"])
@@ -586,11 +585,56 @@ def test_custom_training_loops(recwarn):
             predicted, non_trainable = model.stateless_call(trainable, non_trainable, x, training=True)
             return keras.ops.mean((predicted - y) ** 2), non_trainable
 
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
-        grads = jax.grad(loss_fn, has_aux=True)(trainable, non_trainable)[0]
-        with pytest.warns(UserWarning, match="JAX training loop other than `fit\\(\\)`"):
-            optimizer.stateless_apply([v.value for v in optimizer.variables], grads, trainable)
-        return
+        @jax.jit
+        def train_step(state):
+            trainable, non_trainable, optimizer_values = state
+            grads = jax.grad(loss_fn, has_aux=True)(trainable, non_trainable)[0]
+            trainable, optimizer_values = optimizer.stateless_apply(optimizer_values, grads, trainable)
+            if update_masks:
+                trainable, non_trainable = kr.pruning.stateless_update(
+                    model, trainable, non_trainable, optimizer_values)
+            return trainable, non_trainable, optimizer_values
+
+        state = train_step(([v.value for v in model.trainable_variables],
+                            [v.value for v in model.non_trainable_variables],
+                            [v.value for v in optimizer.variables]))
+        for variables, values in zip(
+                (model.trainable_variables, model.non_trainable_variables, optimizer.variables), state):
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+    callbacks.on_train_batch_end(0)
+    return model
+
+
+def test_custom_training_loops():
+    """The loops of Keras' guides prune as `fit()` does: on TensorFlow and
+    PyTorch the constraint runs in `optimizer.apply`; JAX's stateless loop
+    passes its state through `kr.pruning.stateless_update`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model = _custom_loop_step()
     kernel = keras.ops.convert_to_numpy(model.get_layer("h").kernel)
     assert float((kernel == 0).mean()) == 0.5
+    mask = keras.ops.convert_to_numpy(model.get_layer("h").kernel_constraint.mask)
+    np.testing.assert_array_equal(mask, (kernel != 0).astype("float32"))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="only JAX's stateless loops skip the masks")
+def test_a_jax_loop_without_stateless_update_warns_and_prunes_nothing():
+    with pytest.warns(UserWarning, match="kr.pruning.stateless_update"):
+        model = _custom_loop_step(update_masks=False)
+    assert not (keras.ops.convert_to_numpy(model.get_layer("h").kernel) == 0).any()
+
+
+def test_stateless_update_checks_its_arguments():
+    model = kr.pruning.prune(_mlp(), 0.5, layers=["h"])
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    model.optimizer.build(model.trainable_variables)
+    state = [[v.value for v in variables] for variables in (
+        model.trainable_variables, model.non_trainable_variables, model.optimizer.variables)]
+    with pytest.raises(ValueError, match="no `keras_regx.callbacks.RegularizationDriver` has installed.*on_train_begin"):
+        kr.pruning.stateless_update(model, *state)
+    keras.callbacks.CallbackList([kr.callbacks.RegularizationDriver()], model=model).on_train_begin()
+    with pytest.raises(ValueError, match="`non_trainable_values`: expected one value per variable "
+                                         "of `model.non_trainable_variables` \\(1;.*Received: 0"):
+        kr.pruning.stateless_update(model, *state)
