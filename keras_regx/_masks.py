@@ -8,6 +8,7 @@ at least the `keep`-th largest (ties at the threshold are all kept).
 """
 
 import math
+import numbers
 
 import numpy as np
 from keras import ops
@@ -56,7 +57,7 @@ def keep_count(n, sparsity):
     """`max(round(n * (1 - sparsity)), 1)`: how many of `n` entries a mask
     keeps (float32 math, rounding half to even, as TensorFlow's `round`); an
     int32 tensor, or a Python int for a Python `sparsity`."""
-    if isinstance(sparsity, (int, float)):
+    if isinstance(sparsity, numbers.Real):
         kept = np.round(np.float32(n) * (np.float32(1.0) - np.float32(sparsity)))
         return max(int(kept), 1)
     kept = ops.round(ops.cast(n, "float32") * (1.0 - ops.cast(sparsity, "float32")))

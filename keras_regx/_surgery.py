@@ -66,9 +66,10 @@ def clone(model, edit):
 
 
 
-def chosen_layers(model, layers, given, arguments):
+def chosen_layers(model, layers, given, arguments, lacking=None):
     """ids of the layers named in `layers` (None: all), checked: each must
-    take one of the config keys `arguments[name]` of the `given` arguments."""
+    take one of the config keys `arguments[name]` of the `given` arguments
+    (`lacking`: what the error says a layer that takes none lacks)."""
     if layers is None:
         return None
     if isinstance(layers, (str, keras.layers.Layer)) or not isinstance(layers, (list, tuple)):
@@ -90,8 +91,9 @@ def chosen_layers(model, layers, given, arguments):
         if not any(k in layer.get_config() for k in keys):
             raise ValueError(
                 f"Invalid value for argument `layers`: layer '{layer.name}' "
-                f"({type(layer).__name__}) takes none of "
-                f"{sorted(given)}. Received: layers={list(layers)!r}"
+                f"({type(layer).__name__}) "
+                f"{lacking or f'takes none of {sorted(given)}'}. "
+                f"Received: layers={list(layers)!r}"
             )
         chosen.add(id(layer))
     return chosen

@@ -359,7 +359,9 @@ class Prune(PruningConstraint):
             the kernel viewed as (all but the last axis, last axis), ranked by
             mean magnitude); or `"N:M"` (e.g. `"2:4"`: the N smallest of every
             M consecutive weights along the input axis, axis -2; the sparsity
-            is then N/M and `sparsity` only sets when masks update).
+            is then N/M and `sparsity` only sets when masks update: TF Model
+            Optimization's `sparsity_m_by_n` updates them once, at step 1,
+            as `ConstantSparsity(N/M, begin_step=1, end_step=1)`).
         scope: `"layer"` (this kernel's own threshold) or `"global"` (one
             threshold over every kernel of the model pruned with
             `scope="global"` and the same schedule; `granularity="weight"`).
@@ -471,7 +473,9 @@ def _chosen(model, layers):
             named.extend(matches)
         else:
             named.append(item)
-    return chosen_layers(model, named, {"kernel": None}, {"kernel": _PRUNED_KEYS})
+    return chosen_layers(model, named, {"kernel": None}, {"kernel": _PRUNED_KEYS},
+                         lacking="has no weight to prune (a kernel, recurrent kernel, depthwise "
+                                 "or pointwise kernel, or embeddings)")
 
 
 def prune(model: keras.Model, sparsity: Schedulable = 0.5, *, granularity: Granularity = "weight",

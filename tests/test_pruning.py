@@ -310,6 +310,26 @@ def test_structured_granularities_hold_after_fit(granularity):
         assert ((kernel.reshape(4, 2, 4, 4) == 0).any(axis=(1, 3)) == blocks).all()
 
 
+def test_n_m_masks_fixed_after_the_first_step_as_tf_model_optimization():
+    # TF Model Optimization's `sparsity_m_by_n` updates the masks once, at
+    # pruning step 1; `ConstantSparsity(0.5, begin_step=1, end_step=1)` too.
+    x, y = _data()
+    once = ConstantSparsity(0.5, begin_step=1, end_step=1)
+    pruned = kr.pruning.prune(_mlp(), once, granularity="2:4", layers=["h"])
+    pruned.compile(keras.optimizers.Adam(0.05), "mse")
+    masks = []
+
+    class Masks(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            masks.append(keras.ops.convert_to_numpy(self.model.get_layer("h").kernel_constraint.mask))
+
+    pruned.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False,
+               callbacks=[kr.callbacks.RegularizationDriver(), Masks()])
+    assert ((masks[0].reshape(2, 4, 16) == 0).sum(1) == 2).all()
+    for mask in masks[1:]:
+        np.testing.assert_array_equal(mask, masks[0])
+
+
 def _sequence_model():
     inputs = keras.Input((6,), dtype="int32")
     h = keras.layers.Embedding(20, 8)(inputs)
@@ -425,7 +445,7 @@ def test_prune_checks_its_layers():
     with pytest.raises(ValueError, match="`layers`.*'nope' is not a layer"):
         kr.pruning.prune(model, 0.5, layers=["nope"])
     flat = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4), keras.layers.Flatten(name="flat")])
-    with pytest.raises(ValueError, match="`layers`.*'flat'"):
+    with pytest.raises(ValueError, match="`layers`.*'flat' \\(Flatten\\) has no weight to prune"):
         kr.pruning.prune(flat, 0.5, layers=["flat"])
     with pytest.raises(ValueError, match="no Conv2D layer"):
         kr.pruning.prune(model, 0.5, layers=[keras.layers.Conv2D])
