@@ -19,8 +19,9 @@ asks which backend runs.
 - `keras_dropout_draws_from_seed()`, `fast_stride_one_pooling()`: where the
   dropout layers must not, or need not, use a Keras kernel.
 - `after_each_step(model, optimizer, fn)`: JAX's way to update model state
-  (pruning masks) after each optimizer update; `multiply_in_place`:
-  PyTorch's way to apply them.
+  (pruning masks) after each optimizer update, through `on_state` (which a
+  JAX loop of the user's reaches through `kr.pruning.stateless_update`);
+  `multiply_in_place`: PyTorch's way to apply them.
 """
 
 import keras
