@@ -37,14 +37,12 @@ def masks(groups, sparsity):
 def _scores(weights, granularity):
     """`(scores, to_masks)`: the group's flat float32 scores (None for N:M)
     and the function from their threshold to the group's masks."""
-    if len(weights) > 1:  # one threshold for all: weights ranked together
+    if granularity == "weight":  # one weight, or several ranked together (global scope)
         magnitudes = [ops.abs(ops.cast(w, "float32")) for w in weights]
-        scores = ops.concatenate([ops.reshape(s, (-1,)) for s in magnitudes], axis=0)
-        return scores, lambda t: [_kept(s, t, w.dtype) for s, w in zip(magnitudes, weights)]
-    w = weights[0]
-    if granularity == "weight":
-        magnitude = ops.abs(ops.cast(w, "float32"))
-        return ops.reshape(magnitude, (-1,)), lambda t: [_kept(magnitude, t, w.dtype)]
+        flat = [ops.reshape(m, (-1,)) for m in magnitudes]
+        scores = flat[0] if len(flat) == 1 else ops.concatenate(flat, axis=0)
+        return scores, lambda t: [_kept(m, t, w.dtype) for m, w in zip(magnitudes, weights)]
+    w = weights[0]  # other granularities: one weight per threshold
     if granularity == "unit":
         return _unit_scores(w)
     kind, shape = granularity

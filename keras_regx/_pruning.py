@@ -213,12 +213,14 @@ class _Cluster:
         """TensorFlow, PyTorch: the constraint of `constraint`'s weight, `w`
         its value after the update (the first updates all masks: every weight
         is updated before Keras applies the constraints)."""
+        def values():  # the first constraint's weight is `w`, the rest updated already
+            return [w] + [v.value for _, v in self.members[1:]]
+
         if self.host is not None:  # eager (PyTorch): the host knows the step
             if constraint is self.first:
                 due, sparsity = self.host
                 if due:
-                    self._assign(self._masks(
-                        [w] + [v.value for _, v in self.members[1:]], sparsity))
+                    self._assign(self._masks(values(), sparsity))
                 # Every kernel at once, in place: Keras then assigns each
                 # constraint's value, a weight to itself.
                 multiply_in_place([v for _, v in self.members], [c.mask for c, _ in self.members])
@@ -227,8 +229,7 @@ class _Cluster:
         elif constraint is self.first:
             # Keras applies constraints before its counter moves: this
             # update is the counter's value plus one.
-            self.update(self.optimizer.iterations + 1,
-                        lambda: [w] + [v.value for _, v in self.members[1:]], in_place=True)
+            self.update(self.optimizer.iterations + 1, values, in_place=True)
         return w * ops.cast(constraint.mask.value, w.dtype)
 
     def after_step(self, step):
@@ -305,12 +306,15 @@ def stateless_update(model, trainable, non_trainable, optimizer_values):
                 f"of `{owner}` ({len(variables)}{hint}). Received: {len(values)} values"
             )
     optimizer = updating_optimizer(model.optimizer)
+    return on_state(model, (trainable, non_trainable, optimizer_values),
+                    lambda: _after_step(clusters, optimizer.iterations))
 
-    def update():
-        for cluster in clusters:
-            cluster.after_step(optimizer.iterations)  # the counter has moved past this update
 
-    return on_state(model, (trainable, non_trainable, optimizer_values), update)
+def _after_step(clusters, iterations):
+    """JAX: every cluster's update on a step's state; `iterations` has moved
+    past this update."""
+    for cluster in clusters:
+        cluster.after_step(iterations)
 
 
 def pruning_constraint(variable):
@@ -339,10 +343,10 @@ def _schedule_key(schedule):
     return schedule_key(schedule)
 
 
-def _group_key(constraint):
+def _group_key(constraint, schedule_key):
     if constraint.scope != "global":
         return id(constraint)
-    return ("global", _schedule_key(constraint.schedule), repr(constraint.granularity))
+    return ("global", schedule_key, repr(constraint.granularity))
 
 
 def attach(model):
@@ -372,23 +376,20 @@ def attach(model):
         constraint.check_weight(variable)
         changed = constraint.build_mask(variable) or changed
     optimizer = updating_optimizer(model.optimizer)
+    keys = {id(c): _schedule_key(c.schedule) for c, _ in found}  # each config serialized once
     groups = {}
     for constraint, variable in found:
-        groups.setdefault(_group_key(constraint), []).append((constraint, variable))
+        key = _group_key(constraint, keys[id(constraint)])
+        groups.setdefault(key, []).append((constraint, variable))
     clusters = {}
     for members in groups.values():
-        key = _schedule_key(members[0][0].schedule)
-        clusters.setdefault(key, []).append(_Group(members))
+        clusters.setdefault(keys[id(members[0][0])], []).append(_Group(members))
     clusters = [_Cluster(grouped, optimizer) for grouped in clusters.values()]
     for cluster in clusters:
         for constraint, _ in cluster.members:
             constraint._group = cluster
     _GROUPS[model] = clusters
     if threads_state():
-
-        def after(iterations):
-            for cluster in clusters:
-                cluster.after_step(iterations)  # the counter has moved past this update
-
-        changed = after_each_step(model, optimizer, after) or changed
+        changed = after_each_step(
+            model, optimizer, lambda iterations: _after_step(clusters, iterations)) or changed
     return changed

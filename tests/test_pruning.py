@@ -357,7 +357,7 @@ def _image_model():
     (_image_model, lambda rng: rng.normal(size=(16, 6, 6, 2)).astype("float32"),
      ["kernel", "kernel", "depthwise_kernel", "pointwise_kernel", "kernel", "kernel"]),
 ])
-def test_every_kind_of_kernel_is_pruned_inside_fit(make, data, pruned_weights):
+def test_every_kind_of_kernel_is_pruned_inside_fit(make, data, pruned_weights, tmp_path):
     # Embedding, convolutions (1-D, 2-D, depthwise, separable, transposed),
     # LSTM / GRU kernels and recurrent kernels, EinsumDense, Dense.
     rng = np.random.default_rng(0)
@@ -371,6 +371,16 @@ def test_every_kind_of_kernel_is_pruned_inside_fit(make, data, pruned_weights):
     for v in weights:
         value = keras.ops.convert_to_numpy(v)
         assert int((value == 0).sum()) == value.size - _keep(value.size, 0.5), v.path
+    # Each mask is saved where its constraint lives (an RNN cell, a separable
+    # convolution's two kernels) and loads with it.
+    pruned.save(tmp_path / "pruned.keras")
+    loaded = keras.models.load_model(tmp_path / "pruned.keras")
+    again = [v for v in loaded.trainable_variables if isinstance(v.constraint, Prune)]
+    assert [v.path for v in again] == [v.path for v in weights]
+    for v, w in zip(again, weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(v.constraint.mask),
+                                      keras.ops.convert_to_numpy(w.constraint.mask))
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(v), keras.ops.convert_to_numpy(w))
 
 
 def test_a_prune_constraint_declared_on_a_layer():
