@@ -18,10 +18,11 @@ asks which backend runs.
   scheduled value.
 - `keras_dropout_draws_from_seed()`, `fast_stride_one_pooling()`: where the
   dropout layers must not, or need not, use a Keras kernel.
-- `after_each_step(model, optimizer, fn)`: JAX's way to update model state
-  (pruning masks) after each optimizer update, through `on_state` (which a
-  JAX loop of the user's reaches through `kr.pruning.stateless_update`);
-  `multiply_in_place`: PyTorch's way to apply them.
+- `after_each_step(model, optimizer, fn, set_aside)`: pruning's mask
+  updates after each step of `fit()`: on JAX on the step's state, through
+  `on_state` (which a JAX loop of the user's reaches through
+  `kr.pruning.stateless_update`); on PyTorch in place of Keras' constraints,
+  with `multiply_in_place`.
 """
 
 import keras
@@ -535,35 +536,61 @@ def on_state(model, state, fn):
             [scope.get_current_value(v) for v in model.non_trainable_variables])
 
 
-def after_each_step(model, optimizer, fn):
-    """JAX: runs `fn(optimizer.iterations)` after each training step of
-    `fit()`, on the state the step returns.
+def after_each_step(model, optimizer, fn, set_aside=None):
+    """Runs `fn(optimizer.iterations)` after each training step of `fit()`.
 
-    The function runs inside a stateless scope that maps the model's
-    trainable and non-trainable variables and `model.optimizer`'s variables to
-    that state; what it assigns becomes the next step's state. Wraps
-    `model.train_step` once (the caller makes the train function anew); a
-    later call only replaces `fn`. Returns whether it wrapped the step now.
+    JAX: on the state the step returns, inside a stateless scope that maps
+    the model's trainable and non-trainable variables and `model.optimizer`'s
+    variables to that state; what it assigns becomes the next step's state.
+
+    PyTorch: on the variables, after the step. `set_aside()`, called before
+    each step, returns the variables whose constraint the optimizer must not
+    apply in it, because `fn` applies it for all of them at once: Keras'
+    checked `assign` of each constrained weight, even to itself, cost more
+    than pruning's whole fused multiply (`benchmarks/RESULTS.md`, "Magnitude
+    pruning"). Their constraints are back on them when the step ends, or
+    fails, so a loop of the user's applies them as usual.
+
+    Wraps `model.train_step` once (the caller makes the train function anew);
+    a later call only replaces `fn` and `set_aside`. Returns whether it
+    wrapped the step now.
     """
     holder = model.__dict__.get(_AFTER_STEP)
     if holder is not None:
-        holder[0] = (optimizer, fn)
+        holder[0] = (optimizer, fn, set_aside)
         return False
-    holder = [(optimizer, fn)]
+    holder = [(optimizer, fn, set_aside)]
     original = model.train_step
 
-    def train_step(state, data):
-        _IN_WRAPPED_STEP.append(True)
-        try:
-            logs, state = original(state, data)
-        finally:
-            _IN_WRAPPED_STEP.pop()
-        trainable, non_trainable, optimizer_values, metrics = state
-        step_optimizer, step_fn = holder[0]
-        trainable, non_trainable = on_state(
-            model, (trainable, non_trainable, optimizer_values),
-            lambda: step_fn(step_optimizer.iterations))
-        return logs, (trainable, non_trainable, optimizer_values, metrics)
+    if _BACKEND == "jax":
+        def train_step(state, data):
+            _IN_WRAPPED_STEP.append(True)
+            try:
+                logs, state = original(state, data)
+            finally:
+                _IN_WRAPPED_STEP.pop()
+            trainable, non_trainable, optimizer_values, metrics = state
+            step_optimizer, step_fn, _ = holder[0]
+            trainable, non_trainable = on_state(
+                model, (trainable, non_trainable, optimizer_values),
+                lambda: step_fn(step_optimizer.iterations))
+            return logs, (trainable, non_trainable, optimizer_values, metrics)
+    else:
+        def train_step(data):
+            step_optimizer, step_fn, step_set_aside = holder[0]
+            variables = step_set_aside() if step_set_aside is not None else ()
+            constraints = [v.constraint for v in variables]
+            for v in variables:
+                v.constraint = None
+            _IN_WRAPPED_STEP.append(True)
+            try:
+                logs = original(data)
+            finally:
+                _IN_WRAPPED_STEP.pop()
+                for v, constraint in zip(variables, constraints):
+                    v.constraint = constraint
+            step_fn(step_optimizer.iterations)
+            return logs
 
     # Past Keras' attribute tracking: neither is model state.
     object.__setattr__(model, _AFTER_STEP, holder)

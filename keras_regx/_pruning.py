@@ -22,7 +22,9 @@ one schedule (a cluster of groups, each group one threshold):
 
 Where: on TensorFlow and PyTorch, in the constraint Keras applies right after
 the update (the first constraint of a cluster updates all its masks; on
-PyTorch the driver passes the step's decision from the host). On JAX the
+PyTorch the driver passes the step's decision from the host, and `fit()`'s
+steps set constraints that are only masks aside and apply the masks after
+the step, `keras_regx._backend.after_each_step`). On JAX the
 optimizer's stateless update sees only optimizer and trainable state, not
 the masks (model state), so the model's train step is wrapped to run the
 same code on the step's state after it (`keras_regx._backend.after_each_step`);
@@ -164,6 +166,9 @@ class _Cluster:
         self.schedule = self.first.schedule
         self.optimizer = optimizer
         self.in_constraint = not threads_state()
+        # PyTorch's `fit()` may apply the masks after its step in place of the
+        # constraints where they are the weights' whole constraint.
+        self.plain = all(v.constraint is c and c.constraint is None for c, v in self.members)
         # Eager steps (PyTorch), driven: (whether the coming step updates the
         # masks, its sparsity), set by the driver from the host's step count.
         self.host = None
@@ -218,12 +223,8 @@ class _Cluster:
 
         if self.host is not None:  # eager (PyTorch): the host knows the step
             if constraint is self.first:
-                due, sparsity = self.host
-                if due:
-                    self._assign(self._masks(values(), sparsity))
-                # Every kernel at once, in place: Keras then assigns each
-                # constraint's value, a weight to itself.
-                multiply_in_place([v for _, v in self.members], [c.mask for c, _ in self.members])
+                # Keras then assigns each constraint's value, a weight to itself.
+                self.host_update(values, self.host)
             if w is self.variables[id(constraint)]:
                 return w
         elif constraint is self.first:
@@ -231,6 +232,15 @@ class _Cluster:
             # update is the counter's value plus one.
             self.update(self.optimizer.iterations + 1, values, in_place=True)
         return w * ops.cast(constraint.mask.value, w.dtype)
+
+    def host_update(self, values, host):
+        """PyTorch: the masks updated where `host` (`self.host` as the driver
+        set it) says so, then every kernel multiplied by its mask at once, in
+        place."""
+        due, sparsity = host
+        if due:
+            self._assign(self._masks(values(), sparsity))
+        multiply_in_place([v for _, v in self.members], [c.mask for c, _ in self.members])
 
     def after_step(self, step):
         """JAX: the same on the step's state (inside a stateless scope)."""
@@ -392,4 +402,28 @@ def attach(model):
     if threads_state():
         changed = after_each_step(
             model, optimizer, lambda iterations: _after_step(clusters, iterations)) or changed
+    elif eager_steps():
+        changed = after_each_step(model, optimizer, *_eager_step(clusters)) or changed
     return changed
+
+
+def _eager_step(clusters):
+    """PyTorch, `fit()`: `(after, set_aside)` for `after_each_step`. Before a
+    step the driver began (it set the host's step), the kernels of clusters
+    whose constraints are only their masks are set aside; after it, their
+    masks are updated and applied. Each step uses the driver's word up, so
+    a step nothing began (`train_on_batch`, after a failed step too) runs the
+    constraints."""
+    due = []
+
+    def set_aside():
+        due[:] = [(c, c.host) for c in clusters if c.plain and c.host is not None]
+        for cluster, _ in due:
+            cluster.host = None
+        return [v for cluster, _ in due for _, v in cluster.members]
+
+    def after(iterations):
+        for cluster, host in due:
+            cluster.host_update(lambda: [v.value for _, v in cluster.members], host)
+
+    return after, set_aside

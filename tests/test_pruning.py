@@ -649,6 +649,45 @@ def test_custom_training_loops():
     np.testing.assert_array_equal(mask, (kernel != 0).astype("float32"))
 
 
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch's fit() sets the constraints aside")
+def test_torch_fit_applies_the_masks_after_its_step_in_place_of_the_constraints(monkeypatch):
+    """Keras' checked assign of each constrained weight cost more than the
+    masks themselves: `fit()`'s steps set the masks' constraints aside and
+    multiply every kernel at once after the update; the constraints are back
+    after each step, a failed one too, and run where no driver began the step."""
+    calls = []
+    original = Prune.__call__
+    monkeypatch.setattr(Prune, "__call__", lambda self, w: (calls.append(self.name), original(self, w))[1])
+    fail = []
+
+    def loss(y_true, y_pred):
+        if fail:
+            raise RuntimeError("a failing step")
+        return keras.ops.mean((y_true - y_pred) ** 2)
+
+    x, y = _data()
+    pruned = kr.pruning.prune(_mlp(), every_step(0.5), layers=["h", "g"])
+    pruned.compile(keras.optimizers.Adam(0.01), loss)
+    seen = Zeros(["h", "g"])
+    driver = kr.callbacks.RegularizationDriver()
+    pruned.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[driver, seen])
+    assert calls == [] and seen.exact
+    assert seen.fractions[-1] == [0.5, 0.5]
+    layers = [pruned.get_layer(name) for name in ("h", "g")]
+    assert all(layer.kernel.constraint is layer.kernel_constraint for layer in layers)
+    fail.append(True)
+    with pytest.raises(RuntimeError, match="a failing step"):
+        pruned.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[driver])
+    assert all(layer.kernel.constraint is layer.kernel_constraint for layer in layers)
+    fail.clear()
+    pruned.train_on_batch(x[:8], y[:8])
+    assert sorted(calls) == sorted(layer.kernel_constraint.name for layer in layers)
+    for layer in layers:
+        kernel = keras.ops.convert_to_numpy(layer.kernel)
+        mask = keras.ops.convert_to_numpy(layer.kernel_constraint.mask)
+        assert (kernel[mask == 0] == 0).all() and float((mask == 0).mean()) == 0.5
+
+
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="only JAX's stateless loops skip the masks")
 def test_a_jax_loop_without_stateless_update_warns_and_prunes_nothing():
     with pytest.warns(UserWarning, match="kr.pruning.stateless_update"):
