@@ -546,9 +546,9 @@ def after_each_step(model, optimizer, fn, set_aside=None):
     PyTorch: on the variables, after the step. `set_aside()`, called before
     each step, returns the variables whose constraint the optimizer must not
     apply in it, because `fn` applies it for all of them at once: Keras'
-    checked `assign` of each constrained weight, even to itself, cost more
-    than pruning's whole fused multiply (`benchmarks/RESULTS.md`, "Magnitude
-    pruning"). Their constraints are back on them when the step ends, or
+    checked `assign` of each constrained weight, even to itself, cost about
+    as much as pruning's whole fused multiply (`benchmarks/RESULTS.md`,
+    "Magnitude pruning"). Their constraints are back on them when the step ends, or
     fails, so a loop of the user's applies them as usual.
 
     Wraps `model.train_step` once (the caller makes the train function anew);
