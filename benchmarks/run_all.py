@@ -3,8 +3,9 @@
     python benchmarks/run_all.py [--reps 7] [--steps 30] [--resume]
 
 Each backend runs in its own process (KERAS_BACKEND is read at import). The
-tables are regenerated; the notes under "## Reading these numbers" in the
-existing RESULTS.md are kept (they are written by hand after a run). The
+sections it generates replace those of the same title in RESULTS.md; every
+other section ("Magnitude pruning", "Reading these numbers", ..., written by
+hand after a run) is kept where it stands. The
 keras-cv row of `bench_keras_cv.py` needs keras-cv on PYTHONPATH (see that
 script's docstring); without it the other rows run.
 """
@@ -136,12 +137,36 @@ def notes_list(results):
     ) or "- (none)"
 
 
-def kept_notes():
-    if not os.path.exists(RESULTS):
-        return ""
-    with open(RESULTS) as f:
-        text = f.read()
-    return text[text.index(NOTES):] if NOTES in text else ""
+def _sections(text):
+    """`(preamble, [(key, section text)])`: `text` split at its `## ` headings;
+    a section's key is its heading up to the first " (" (the title without
+    the script and date in brackets)."""
+    parts = ("\n" + text).split("\n## ")
+    sections = []
+    for part in parts[1:]:
+        title = part.split("\n", 1)[0]
+        sections.append((title.split(" (", 1)[0].strip(), "## " + part.rstrip("\n") + "\n"))
+    return parts[0].lstrip("\n"), sections
+
+
+def merged(existing, generated):
+    """`generated` (this run's document) merged into `existing` (RESULTS.md as
+    it is): a section this run generates replaces the section of the same
+    title where it stands; every other section (written by hand: "Magnitude
+    pruning", "Reading these numbers", ...) is kept where it is; a generated
+    section the file lacks goes before "Reading these numbers" (or at the end).
+    """
+    preamble, new = _sections(generated)
+    _, old = _sections(existing)
+    by_key = dict(new)
+    missing = [text for key, text in new if key not in {k for k, _ in old}]
+    out = []
+    for key, text in old:
+        if key == NOTES[len("## "):]:
+            out, missing = out + missing, []
+        out.append(by_key.get(key, text))
+    out += missing
+    return preamble.rstrip("\n") + "\n\n" + "\n".join(out)
 
 
 def main():
@@ -354,7 +379,9 @@ Fresh processes, median wall time of {args.reps}.
 {import_rows}
 
 """
-    text += kept_notes()
+    if os.path.exists(RESULTS):
+        with open(RESULTS) as f:
+            text = merged(f.read(), text)
     with open(RESULTS, "w") as f:
         f.write(text)
     print(text)
