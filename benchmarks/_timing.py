@@ -38,22 +38,29 @@ def interleaved(functions, reps, number=1):
     `reps` repetitions times `number` consecutive calls of every function, the
     functions in a new random order (seeded) each repetition.
     """
-    def run(fn):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        return (time.perf_counter() - start) / number
-
     for fn in functions.values():  # compile and warm up
         fn()
     times = {name: [] for name in functions}
-    order = list(functions)
-    shuffle = random.Random(0).shuffle
+    order = random.Random(0)
     for _ in range(reps):
-        shuffle(order)
-        for name in order:
-            times[name].append(run(functions[name]))
+        for name, seconds in repetition(functions, order, number).items():
+            times[name].append(seconds)
     return times
+
+
+def repetition(functions, order, number=1):
+    """One repetition of `interleaved`: seconds per call of each of
+    `functions`, timed over `number` consecutive calls, the functions in an
+    order `order` (a `random.Random`) shuffles anew."""
+    names = list(functions)
+    order.shuffle(names)
+    times = {}
+    for name in names:
+        start = time.perf_counter()
+        for _ in range(number):
+            functions[name]()
+        times[name] = (time.perf_counter() - start) / number
+    return {name: times[name] for name in functions}
 
 
 def time_fits_per_rep(models, callbacks, x, y, batch_size, reps):

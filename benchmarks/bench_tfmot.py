@@ -15,7 +15,11 @@ the same arguments:
 - step time: the benchmark MLP of `bench_regularizers.py` (24 Dense layers of
   256, batch 64, Adam), pruned / unpruned step time with masks updated every
   100 steps (`frequency=100`, every kernel) and at every step
-  (`frequency=1`), paired ratios with 95% intervals (`_timing`).
+  (`frequency=1`), paired ratios with 95% intervals (`_timing`). Both sides
+  stay up and their repetitions alternate (each runs while the other waits),
+  so each repetition also gives keras_regx's ratio over TF Model
+  Optimization's (`kr_ratio_over_tfmot_ratio`: below 1, pruning costs
+  keras_regx less of its step).
 
     python -m venv /tmp/tfmot-venv
     /tmp/tfmot-venv/bin/pip install tensorflow-cpu==2.21.0 "tf-keras~=2.21.0" \\
@@ -26,8 +30,10 @@ the same arguments:
 import argparse
 import json
 import os
+import random
 import subprocess
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -40,6 +46,8 @@ TRAJECTORY_STEPS = 120
 TARGETS = (0.5, 0.8, 0.9)
 BATCH = 32
 TIME_BATCH, TIME_UNITS, TIME_LAYERS = 64, 256, 24
+CONFIGS = {"unpruned": 0, "frequency=100": 100, "frequency=1": 1}  # name: mask update frequency
+MARK = "@bench_tfmot "  # starts the lines of the protocol between main and a side
 
 
 def digits():
@@ -170,11 +178,9 @@ def accuracies(fw, epochs):
     return result
 
 
-def step_times(fw, reps, steps):
-    sys.path.insert(0, HERE)
-    from _timing import paired_ratio
-    from _timing import time_fits_per_rep
-
+def step_fits(fw, reps, steps):
+    """`(fits, steps)`: a function per configuration that runs one epoch of
+    `fit()` of its model, each called once (compiled, warm)."""
     keras = fw.keras
     rng = np.random.default_rng(0)
     x = rng.normal(size=(TIME_BATCH * steps, TIME_UNITS)).astype("float32")
@@ -189,49 +195,121 @@ def step_times(fw, reps, steps):
         model.compile(keras.optimizers.Adam(1e-3), "mse")
         return model
 
-    configs = {"unpruned": 0, "frequency=100": 100, "frequency=1": 1}
-    models = {name: build(frequency) for name, frequency in configs.items()}
-    callbacks = {name: fw.callbacks() for name, frequency in configs.items() if frequency}
-    times = time_fits_per_rep(models, callbacks, x, y, TIME_BATCH, reps)
-    return {
-        "unpruned_ms": round(float(np.median(times["unpruned"])) * 1e3, 3),
-        "ratio": {name: paired_ratio(times, name, "unpruned") for name in configs
-                  if name != "unpruned"},
-    }
+    def fit(frequency):
+        model = build(frequency)
+        callbacks = fw.callbacks() if frequency else []
+        return lambda: model.fit(x, y, batch_size=TIME_BATCH, epochs=1, verbose=0,
+                                 shuffle=False, callbacks=callbacks)
+
+    fits = {name: fit(frequency) for name, frequency in CONFIGS.items()}
+    for run in fits.values():
+        run()
+    return fits, steps
 
 
-def run_side(side, reps, steps, epochs):
+def _say(value):
+    """A line of the protocol between `main` and a side (any other output of
+    the libraries goes to stderr or is skipped)."""
+    print(MARK + json.dumps(value), flush=True)
+
+
+def serve(side, reps, steps, epochs):
+    """One side: its trajectory and accuracies, then one repetition of the
+    step timing (every configuration once, in a new order) for each "rep"
+    line `main` sends, so that the two sides' repetitions alternate."""
+    sys.path.insert(0, HERE)
+    from _timing import repetition
+
     fw = Framework(side)
-    result = {
-        "side": side,
-        "version": fw.version(),
-        "trajectory": trajectory(fw),
-        "accuracy": accuracies(fw, epochs),
-        "steps": step_times(fw, reps, steps),
-    }
-    print(json.dumps(result))
-    return result
+    _say({"side": side, "version": fw.version(), "trajectory": trajectory(fw),
+          "accuracy": accuracies(fw, epochs)})
+    fits, steps = step_fits(fw, reps, steps)
+    _say("ready")
+    order = random.Random(0)
+    for line in sys.stdin:
+        if line.strip() != "rep":
+            break
+        _say({name: seconds / steps for name, seconds in repetition(fits, order).items()})
 
 
-def main(tfmot_python, reps, steps, epochs):
-    arguments = ["--reps", str(reps), "--steps", str(steps), "--epochs", str(epochs)]
-    sides = {}
-    for side, python in (("tfmot", tfmot_python), ("kr", sys.executable)):
+class Side:
+    """A side running in its own process, answering `main`'s requests."""
+
+    def __init__(self, side, python, arguments):
         env = dict(os.environ)
         if side == "tfmot":
             env.pop("KERAS_BACKEND", None)
-        output = subprocess.run([python, __file__, "--side", side] + arguments, env=env,
-                                check=True, capture_output=True, text=True).stdout
-        sides[side] = json.loads(output.strip().splitlines()[-1])
-    tfmot, kr = sides["tfmot"], sides["kr"]
+        self.errors = tempfile.TemporaryFile("w+")
+        self.process = subprocess.Popen(
+            [python, __file__, "--side", side] + arguments, env=env, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors)
+
+    def read(self):
+        for line in self.process.stdout:
+            if line.startswith(MARK):
+                return json.loads(line[len(MARK):])
+        self.errors.seek(0)
+        sys.exit(f"{self.process.args[2:5]} ended:\n{self.errors.read()[-3000:]}")
+
+    def ask(self, request):
+        self.process.stdin.write(request + "\n")
+        self.process.stdin.flush()
+        return self.read()
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def main(tfmot_python, reps, steps, epochs):
+    sys.path.insert(0, HERE)
+    from _timing import median_interval
+    from _timing import paired_ratio
+
+    arguments = ["--reps", str(reps), "--steps", str(steps), "--epochs", str(epochs)]
+    sides, found = {}, {}
+    for side, python in (("tfmot", tfmot_python), ("kr", sys.executable)):
+        # One at a time: a side trains and warms up while the other waits.
+        sides[side] = Side(side, python, arguments)
+        found[side] = sides[side].read()
+        sides[side].read()  # "ready"
+    times = {side: {name: [] for name in CONFIGS} for side in sides}
+    order = random.Random(0)
+    for _ in range(reps):
+        names = list(sides)
+        order.shuffle(names)
+        for side in names:
+            for name, seconds in sides[side].ask("rep").items():
+                times[side][name].append(seconds)
+    for side in sides.values():
+        side.close()
+    tfmot, kr = found["tfmot"], found["kr"]
     same = [a == b for a, b in zip(tfmot["trajectory"], kr["trajectory"])]
+
+    def own(side):
+        return {"unpruned_ms": round(float(np.median(times[side]["unpruned"])) * 1e3, 3),
+                "ratio": {name: paired_ratio(times[side], name, "unpruned")
+                          for name in CONFIGS if name != "unpruned"}}
+
+    def against_tfmot(name):
+        # Each repetition's keras_regx ratio over TF Model Optimization's
+        # ratio in the same repetition.
+        ratios = [(a / b) / (c / d) for a, b, c, d in zip(
+            times["kr"][name], times["kr"]["unpruned"],
+            times["tfmot"][name], times["tfmot"]["unpruned"])]
+        return [round(v, 3) for v in median_interval(ratios)]
+
     result = {
         "versions": {"tfmot": tfmot["version"], "kr": kr["version"]},
+        "reps": reps,
+        "steps": steps,
         "steps_with_identical_sparsity": f"{sum(same)}/{len(same)}",
         "sparsity_at": {s: [tfmot["trajectory"][s], kr["trajectory"][s]]
                         for s in (0, 10, 20, 50, 100, 119)},
         "accuracy": {t: [tfmot["accuracy"][t], kr["accuracy"][t]] for t in tfmot["accuracy"]},
-        "step_time": {"tfmot": tfmot["steps"], "kr": kr["steps"]},
+        "step_time": {"tfmot": own("tfmot"), "kr": own("kr")},
+        "kr_ratio_over_tfmot_ratio": {name: against_tfmot(name) for name in CONFIGS
+                                      if name != "unpruned"},
     }
     print(json.dumps(result))
     return result
@@ -246,7 +324,7 @@ if __name__ == "__main__":
     parser.add_argument("--epochs", type=int, default=20)
     args = parser.parse_args()
     if args.side:
-        run_side(args.side, args.reps, args.steps, args.epochs)
+        serve(args.side, args.reps, args.steps, args.epochs)
     else:
         if not args.tfmot_python:
             parser.error("--tfmot-python is needed (or --side)")
