@@ -179,7 +179,7 @@ def accuracies(fw, epochs):
 
 
 def step_fits(fw, reps, steps):
-    """`(fits, steps)`: a function per configuration that runs one epoch of
+    """A function per configuration that runs one epoch (`steps` steps) of
     `fit()` of its model, each called once (compiled, warm)."""
     keras = fw.keras
     rng = np.random.default_rng(0)
@@ -204,7 +204,7 @@ def step_fits(fw, reps, steps):
     fits = {name: fit(frequency) for name, frequency in CONFIGS.items()}
     for run in fits.values():
         run()
-    return fits, steps
+    return fits
 
 
 def _say(value):
@@ -223,7 +223,7 @@ def serve(side, reps, steps, epochs):
     fw = Framework(side)
     _say({"side": side, "version": fw.version(), "trajectory": trajectory(fw),
           "accuracy": accuracies(fw, epochs)})
-    fits, steps = step_fits(fw, reps, steps)
+    fits = step_fits(fw, reps, steps)
     _say("ready")
     order = random.Random(0)
     for line in sys.stdin:
@@ -236,6 +236,7 @@ class Side:
     """A side running in its own process, answering `main`'s requests."""
 
     def __init__(self, side, python, arguments):
+        self.side = side
         env = dict(os.environ)
         if side == "tfmot":
             env.pop("KERAS_BACKEND", None)
@@ -249,7 +250,7 @@ class Side:
             if line.startswith(MARK):
                 return json.loads(line[len(MARK):])
         self.errors.seek(0)
-        sys.exit(f"{self.process.args[2:5]} ended:\n{self.errors.read()[-3000:]}")
+        sys.exit(f"side {self.side} ended:\n{self.errors.read()[-3000:]}")
 
     def ask(self, request):
         self.process.stdin.write(request + "\n")
