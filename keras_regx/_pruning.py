@@ -177,6 +177,9 @@ class _Cluster:
         self.custom_loop = self.masks_updated = False
 
     def set_host_step(self, step):
+        if step is None:
+            self.host = None
+            return
         due = self.schedule.updates_at(step)
         sparsity = min(max(self.schedule.value_at(step), 0.0), 1.0) if due else None
         self.host = (due, sparsity)
@@ -258,7 +261,9 @@ def host_stepper(model):
     """On eager backends (PyTorch), for a model with pruned weights: a
     function the driver calls with each step (updates counted from 1) before
     the step runs, so the step reads whether to update the masks, and at
-    which sparsity, as Python values. None elsewhere."""
+    which sparsity, as Python values; and with None when training ends, so
+    later steps without the driver count from the optimizer's counter again.
+    None elsewhere."""
     clusters = _GROUPS.get(model)
     if not clusters or not eager_steps():
         return None

@@ -226,6 +226,8 @@ class RegularizationDriver(keras.callbacks.Callback):
         self._assign = variable_writer(self._engine.variables, self._engine.current_values)
 
     def on_train_end(self, logs=None):
+        if self._pruning_step is not None:
+            self._pruning_step(None)  # later steps without the driver read the counter
         if self._writer is not None:
             self._writer.close()
             self._writer = None

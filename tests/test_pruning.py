@@ -583,19 +583,8 @@ def test_backup_and_restore_keeps_the_masks_and_the_schedule(tmp_path, first):
                                rtol=1e-5, atol=1e-6)
 
 
-def _custom_loop_step(update_masks=True):
-    """One step of the training loop of Keras' guide for this backend on a
-    model pruned to 0.5 from the first update; returns the model."""
-    x, y = (keras.ops.convert_to_tensor(a) for a in _data(16))
-    schedule = ConstantSparsity(0.5, begin_step=0, frequency=1)
-    model = kr.pruning.prune(_mlp(), schedule, layers=["h"])
-    optimizer = keras.optimizers.SGD(0.05)
-    model.compile(optimizer, "mse")
-    optimizer.build(model.trainable_variables)
-    callbacks = keras.callbacks.CallbackList([kr.callbacks.RegularizationDriver()], model=model)
-    callbacks.on_train_begin()
-    callbacks.on_epoch_begin(0)
-    callbacks.on_train_batch_begin(0)
+def _guide_step(model, optimizer, x, y, update_masks=True):
+    """One step of the training loop of Keras' guide for this backend."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -632,6 +621,28 @@ def _custom_loop_step(update_masks=True):
                 (model.trainable_variables, model.non_trainable_variables, optimizer.variables), state):
             for variable, value in zip(variables, values):
                 variable.assign(value)
+
+
+def _guide_loop(schedule):
+    """A model pruned on `schedule`, its optimizer, data and the driver's
+    callback list begun (`on_train_begin`, `on_epoch_begin(0)`)."""
+    x, y = (keras.ops.convert_to_tensor(a) for a in _data(16))
+    model = kr.pruning.prune(_mlp(), schedule, layers=["h"])
+    optimizer = keras.optimizers.SGD(0.05)
+    model.compile(optimizer, "mse")
+    optimizer.build(model.trainable_variables)
+    callbacks = keras.callbacks.CallbackList([kr.callbacks.RegularizationDriver()], model=model)
+    callbacks.on_train_begin()
+    callbacks.on_epoch_begin(0)
+    return model, optimizer, x, y, callbacks
+
+
+def _custom_loop_step(update_masks=True):
+    """One step of the training loop of Keras' guide for this backend on a
+    model pruned to 0.5 from the first update; returns the model."""
+    model, optimizer, x, y, callbacks = _guide_loop(ConstantSparsity(0.5, begin_step=0, frequency=1))
+    callbacks.on_train_batch_begin(0)
+    _guide_step(model, optimizer, x, y, update_masks)
     callbacks.on_train_batch_end(0)
     return model
 
@@ -686,6 +697,26 @@ def test_torch_fit_applies_the_masks_after_its_step_in_place_of_the_constraints(
         kernel = keras.ops.convert_to_numpy(layer.kernel)
         mask = keras.ops.convert_to_numpy(layer.kernel_constraint.mask)
         assert (kernel[mask == 0] == 0).all() and float((mask == 0).mean()) == 0.5
+
+
+@pytest.mark.skipif(keras.backend.backend() == "jax", reason="JAX's loops update masks through stateless_update")
+def test_a_loop_after_the_driver_ended_follows_the_step_count():
+    """Steps of a loop without the driver, after one with it ended, update
+    the masks as the optimizer's step count says (on PyTorch the driver had
+    passed each step's sparsity from the host; it forgets it at the end)."""
+    schedule = PolynomialDecay(0.0, 0.8, begin_step=0, end_step=8, frequency=1)
+    model, optimizer, x, y, callbacks = _guide_loop(schedule)
+    for step in range(2):
+        callbacks.on_train_batch_begin(step)
+        _guide_step(model, optimizer, x, y)
+        callbacks.on_train_batch_end(step)
+    callbacks.on_epoch_end(0)
+    callbacks.on_train_end()
+    kernel = model.get_layer("h").kernel
+    assert int((keras.ops.convert_to_numpy(kernel) == 0).sum()) == 8 * 16 - _keep(8 * 16, schedule.value_at(2))
+    for _ in range(3):
+        _guide_step(model, optimizer, x, y)
+    assert int((keras.ops.convert_to_numpy(kernel) == 0).sum()) == 8 * 16 - _keep(8 * 16, schedule.value_at(5))
 
 
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="only JAX's stateless loops skip the masks")
