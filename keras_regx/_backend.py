@@ -511,12 +511,13 @@ def fast_stride_one_pooling():
 
 
 _AFTER_STEP = "_keras_regx_after_step"  # the function a wrapped train step runs
-_IN_WRAPPED_STEP = []  # non-empty while a step wrapped by `after_each_step` runs (traces)
+_IN_WRAPPED_STEP = []  # JAX: non-empty while a step wrapped by `after_each_step` is traced
 
 
 def in_wrapped_step():
-    """Whether the code runs inside a train step wrapped by `after_each_step`
-    (on JAX: while `fit()`'s step is traced; not in a custom training loop)."""
+    """JAX: whether the code runs inside a train step wrapped by
+    `after_each_step` (while `fit()`'s step is traced; not in a custom
+    training loop)."""
     return bool(_IN_WRAPPED_STEP)
 
 
@@ -582,11 +583,9 @@ def after_each_step(model, optimizer, fn, set_aside=None):
             constraints = [v.constraint for v in variables]
             for v in variables:
                 v.constraint = None
-            _IN_WRAPPED_STEP.append(True)
             try:
                 logs = original(data)
             finally:
-                _IN_WRAPPED_STEP.pop()
                 for v, constraint in zip(variables, constraints):
                     v.constraint = constraint
             step_fn(step_optimizer.iterations)

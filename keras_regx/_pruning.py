@@ -192,6 +192,10 @@ class _Cluster:
             i += n
         return _masks.masks(groups, sparsity)
 
+    def values(self):
+        """The current values of the cluster's weights, in update order."""
+        return [v.value for _, v in self.members]
+
     def _assign(self, masks):
         for (c, _), mask in zip(self.members, masks):
             c.mask.assign(mask)
@@ -248,7 +252,7 @@ class _Cluster:
     def after_step(self, step):
         """JAX: the same on the step's state (inside a stateless scope)."""
         self.masks_updated = True
-        self.update(step, lambda: [v.value for _, v in self.members], in_place=False)
+        self.update(step, self.values, in_place=False)
         for c, v in self.members:
             v.assign(v.value * ops.cast(c.mask.value, v.dtype))
 
@@ -429,6 +433,6 @@ def _eager_step(clusters):
 
     def after(iterations):
         for cluster, host in due:
-            cluster.host_update(lambda: [v.value for _, v in cluster.members], host)
+            cluster.host_update(cluster.values, host)
 
     return after, set_aside
